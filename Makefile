@@ -1,0 +1,117 @@
+# ktlsd — TLS terminator with kernel TLS. `make help` lists the targets.
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+B ?= build
+CC ?= gcc
+PKGS := libssl libcrypto liburing jansson
+CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+	-Iuser -Iinclude -I$(B) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CFLAGS ?= -O2 -g
+LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -luring -ljansson) -lpthread
+
+# make check: a separate tree built with ASan+UBSan.
+ifeq ($(SAN),1)
+B := build/san
+CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+ifneq ($(V),1)
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+USER_SRC := $(filter-out user/main.c,$(wildcard user/*.c user/*.S))
+USER_OBJ := $(patsubst %.S,$(B)/%.o,$(patsubst %.c,$(B)/%.o,$(USER_SRC)))
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+all: $(B)/ktlsd $(B)/ktlsctl
+
+$(B)/%.o: %.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS_BASE) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/ktlsd: $(B)/user/main.o $(USER_OBJ)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(B)/ktlsctl: $(B)/tools/ktlsctl.o
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ -ljansson -o $@
+
+$(B)/tests/test_%: $(B)/tests/unit/test_%.o $(USER_OBJ)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
+
+FIXTURES := $(B)/fixtures/.stamp
+$(FIXTURES): tests/fixtures/gen.sh tests/fixtures/mkcert.sh $(wildcard tests/fixtures/gen-*.sh)
+	$(call msg,GEN,$(@D))
+	$(Q)sh tests/fixtures/gen.sh $(@D)
+	$(Q)touch $@
+
+PYTEST := /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider
+TEST_ENV := KTLSD_BUILD=$(abspath $(B)) KTLSD_FIXTURES=$(abspath $(B)/fixtures)
+
+# cmocka prints its summary on stderr: fold it into stdout for CI logs.
+unit: $(UNIT_BIN) $(FIXTURES)
+	$(Q)fail=0; for t in $(UNIT_BIN); do $(TEST_ENV) $$t 2>&1 || fail=1; done; exit $$fail
+
+integration: all $(FIXTURES)
+	$(Q)$(TEST_ENV) $(PYTEST) tests/integration 2>&1
+
+# Every stage runs even when an earlier one fails.
+test: deps-check all $(UNIT_BIN) $(FIXTURES)
+	$(Q)fail=0; \
+	echo '== unit tests (cmocka)'; $(MAKE) --no-print-directory unit || fail=1; \
+	echo '== integration tests (real daemon, real clients)'; \
+		$(MAKE) --no-print-directory integration || fail=1; \
+	exit $$fail
+
+check:
+	$(Q)$(MAKE) --no-print-directory SAN=1 unit integration
+
+vmtest: all
+	$(Q)$(TEST_ENV) bash tests/vm/run.sh
+
+run: deps-check all
+	$(Q)sh tools/demo.sh $(B)
+
+deps:
+	$(Q)sh tools/deps.sh install
+
+deps-check:
+	$(Q)sh tools/deps.sh check
+
+install: all
+	install -D -m 0755 $(B)/ktlsd $(DESTDIR)/usr/local/sbin/ktlsd
+	install -D -m 0755 $(B)/ktlsctl $(DESTDIR)/usr/local/bin/ktlsctl
+
+format:
+	clang-format -i user/*.[ch] tools/*.c include/*.h tests/unit/*.c
+
+clean:
+	rm -rf build
+
+help:
+	@echo 'make            build build/ktlsd and build/ktlsctl'
+	@echo 'make deps       install the Debian packages needed to build and test'
+	@echo 'make run        demo: certificates, a backend and ktlsd on 127.0.0.1'
+	@echo 'make test       unit, integration and VM (kTLS) tests'
+	@echo 'make unit       cmocka unit tests only'
+	@echo 'make integration  tests through the real daemon with real clients (root)'
+	@echo 'make vmtest     kTLS tests in QEMU with Debian 6.1 and 6.12 kernels'
+	@echo 'make check      unit + integration built with ASan+UBSan'
+	@echo 'make install    install binaries under $$(DESTDIR)/usr/local'
+	@echo 'V=1             show full commands'
+
+.PHONY: all unit integration test check vmtest run deps deps-check install format clean help
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
+
+$(B)/user/policy_data.o: user/policy_data.S data/elb-policies.json
+	$(call msg,AS,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) -c $< -o $@

@@ -1,0 +1,183 @@
+"""Shared fixtures for the integration tests: the real ktlsd binary, real backends, real clients.
+
+Environment: KTLSD_BUILD (the build directory, default ./build) and KTLSD_FIXTURES (certificates,
+default $KTLSD_BUILD/fixtures, made by tests/fixtures/gen.sh). Run as root on Linux.
+"""
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("KTLSD_BUILD", os.path.join(TOP, "build"))
+FIX = os.environ.get("KTLSD_FIXTURES", os.path.join(BUILD, "fixtures"))
+KTLSD = os.path.join(BUILD, "ktlsd")
+PY = "/usr/bin/python3"
+
+sys.path.insert(0, os.path.join(TOP, "tools"))
+import demo_backend  # noqa: E402  (the same stream generator the backend uses)
+
+
+def fixture(name):
+    return os.path.join(FIX, name)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %s before listening" % proc.returncode)
+        with contextlib.suppress(OSError):
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        time.sleep(0.05)
+    raise TimeoutError("nothing listening on %s:%d" % (host, port))
+
+
+def expected_sha256(n, seed):
+    h = hashlib.sha256()
+    for b in demo_backend.stream_blocks(n, seed):
+        h.update(b)
+    return h.hexdigest()
+
+
+class Backend:
+    """tools/demo_backend.py on a free port."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen([PY, os.path.join(TOP, "tools", "demo_backend.py"),
+                                      str(self.port)], stderr=subprocess.DEVNULL)
+        wait_port(self.port, proc=self.proc)
+        self.addr = "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Daemon:
+    """A real ktlsd process with a config written from a dict; paths are relative to FIX."""
+
+    def __init__(self, config, extra_args=(), wait=True):
+        self.dir = tempfile.mkdtemp(prefix="ktlsd-it-")
+        self.config_path = os.path.join(FIX, "it-%d-%d.json" % (os.getpid(), id(self)))
+        with open(self.config_path, "w") as f:
+            json.dump(config, f, indent=1)
+        self.log_path = os.path.join(self.dir, "ktlsd.log")
+        self.log_file = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([KTLSD, "-f", "-l", "debug", "-c", self.config_path,
+                                      *extra_args], stderr=self.log_file)
+        self.ports = [int(l["bind"].rsplit(":", 1)[1]) for l in config["listeners"]]
+        if wait:
+            for p in self.ports:
+                wait_port(p, proc=self.proc)
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def wait_log(self, text, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            time.sleep(0.05)
+        raise AssertionError("%r not in the log:\n%s" % (text, self.log()[-3000:]))
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self, timeout=20):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("ktlsd did not exit within %ds of SIGTERM" % timeout)
+        self.log_file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.config_path)
+        return self.proc.returncode
+
+
+def tls_config(backend_servers, port=None, **listener):
+    """A one-listener tls config on 127.0.0.1 with the EC test certificate."""
+    l = {"name": "web", "bind": "127.0.0.1:%d" % (port or free_port()),
+         "certificates": ["ec"], "backend": "app"}
+    l.update(listener)
+    return {"listeners": [l],
+            "certificates": {"ec": {"cert": "server-ec.chain.pem", "key": "server-ec.key"}},
+            "backends": {"app": {"servers": list(backend_servers)}},
+            "drain_timeout_ms": 2000}
+
+
+def client_context():
+    ctx = ssl.create_default_context(cafile=fixture("ca.pem"))
+    return ctx
+
+
+def https_get(port, path="/", timeout=10, ctx=None):
+    """One HTTP/1.1 request over TLS with Python's ssl; returns (status, body bytes)."""
+    ctx = ctx or client_context()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                       % path).encode())
+            data = b""
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.fixture
+def backend():
+    b = Backend()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def daemon_factory():
+    started = []
+
+    def start(config, **kw):
+        d = Daemon(config, **kw)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        rc = d.stop()
+        assert rc == 0, "ktlsd exited with %s; log:\n%s" % (rc, d.log()[-3000:])
+
+
+@pytest.fixture
+def daemon(backend, daemon_factory):
+    """ktlsd terminating TLS in front of the demo backend."""
+    return daemon_factory(tls_config([backend.addr]))

@@ -1,0 +1,418 @@
+/* conn — lifecycle of a connection: accept, handshake, backend connect with retries and a linked
+ * timeout, socket I/O bookkeeping shared by the tiers, timeouts, and teardown. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "conn.h"
+#include "handshake.h"
+#include "log.h"
+#include "policy.h"
+#include "state.h"
+#include "worker.h"
+
+#define CIN_CAP (32u << 10)
+#define COUT_CAP (64u << 10)
+#define BIN_CAP (32u << 10)
+#define BOUT_CAP (32u << 10)
+
+static void pump(struct conn *c);
+
+static inline bool busy(const struct conn *c, unsigned op)
+{
+	return c->inflight & (1u << op);
+}
+
+static void addr_text(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		snprintf(out, len, "%s:%u", host, ntohs(s4->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		snprintf(out, len, "[%s]:%u", host, ntohs(s6->sin6_port));
+	} else {
+		snprintf(out, len, "?");
+	}
+}
+
+/* The one line per finished handshake (DESIGN §2.1): peer, listener, SNI, certificate, protocol,
+ * cipher, tier, result. Never key material. */
+static void log_handshake(struct conn *c, const char *result)
+{
+	const struct cfg_listener *l = c->l->cfg;
+	const char *sni = NULL, *proto = "-", *cipher = "-", *cert = "-";
+	const unsigned char *alpn = NULL;
+	unsigned alpn_len = 0;
+
+	if (c->flags & CF_LOGGED)
+		return;
+	c->flags |= CF_LOGGED;
+	if (c->ssl) {
+		sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+		if (SSL_is_init_finished(c->ssl)) {
+			proto = SSL_get_version(c->ssl);
+			cipher = SSL_get_cipher_name(c->ssl);
+			SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+			cert = c->st->cfg->certs[l->certs[0]].name;
+		}
+	}
+	log_info("conn peer=%s listener=%s sni=%s cert=%s proto=%s cipher=%s alpn=%.*s tier=%s "
+		 "backend=%s hs_ms=%llu result=%s",
+		 c->peer_text, l->name, sni ? sni : "-", cert, proto, cipher,
+		 alpn_len ? (int)alpn_len : 1, alpn_len ? (const char *)alpn : "-",
+		 c->dp ? c->dp->name : "-", c->server ? c->server->text : "-",
+		 (unsigned long long)c->hs_ms, result);
+}
+
+static void conn_free(struct conn *c)
+{
+	if (c->dp && c->dp->release)
+		c->dp->release(c);
+	if (c->cfd >= 0)
+		close(c->cfd);
+	if (c->bfd >= 0)
+		close(c->bfd);
+	SSL_free(c->ssl);
+	buf_release(&c->cin);
+	buf_release(&c->cout);
+	buf_release(&c->bin);
+	buf_release(&c->bout);
+	atomic_fetch_sub(&c->l->conns, 1);
+	worker_conn_removed(c->w, c);
+	state_put(c->st);
+	free(c);
+}
+
+void conn_close(struct conn *c, const char *reason)
+{
+	if (c->phase != CONN_CLOSING) {
+		c->phase = CONN_CLOSING;
+		c->reason = reason;
+		if (!(c->flags & CF_LOGGED))
+			log_handshake(c, reason ? reason : "closed");
+		else if (reason)
+			log_debug("conn peer=%s listener=%s closed: %s (c2b=%llu b2c=%llu)",
+				  c->peer_text, c->l->cfg->name, reason,
+				  (unsigned long long)c->bytes_c2b,
+				  (unsigned long long)c->bytes_b2c);
+		for (unsigned op = OP_CRECV; op <= OP_DP2; op++)
+			if (busy(c, op))
+				ring_cancel(&c->w->ring, ring_ud(c, op));
+	}
+}
+
+/* The last step of every entry point: a closing connection with nothing in flight is freed. */
+static void settle(struct conn *c)
+{
+	if (c->phase == CONN_CLOSING && c->inflight == 0)
+		conn_free(c);
+}
+
+void conn_abort(struct conn *c, const char *reason)
+{
+	conn_close(c, reason);
+	settle(c);
+}
+
+void conn_post_recv(struct conn *c, bool client)
+{
+	unsigned op = client ? OP_CRECV : OP_BRECV;
+	struct buf *b = client ? &c->cin : &c->bin;
+	struct io_uring_sqe *sqe;
+
+	if (busy(c, op) || (c->flags & (client ? CF_CIN_EOF : CF_BIN_EOF)))
+		return;
+	if (buf_ready(b) < 0) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	if (buf_space(b) < b->cap / 4)
+		buf_compact(b);
+	if (buf_space(b) == 0)
+		return; /* backpressure: the other side must drain first */
+	sqe = ring_sqe(&c->w->ring);
+	io_uring_prep_recv(sqe, client ? c->cfd : c->bfd, b->data + b->tail, buf_space(b), 0);
+	io_uring_sqe_set_data64(sqe, ring_ud(c, op));
+	c->inflight |= 1u << op;
+	b->pins++;
+}
+
+void conn_post_send(struct conn *c, bool client)
+{
+	unsigned op = client ? OP_CSEND : OP_BSEND;
+	struct buf *b = client ? c->c_tx : c->b_tx;
+	struct io_uring_sqe *sqe;
+
+	if (busy(c, op) || buf_len(b) == 0)
+		return;
+	sqe = ring_sqe(&c->w->ring);
+	io_uring_prep_send(sqe, client ? c->cfd : c->bfd, b->data + b->head, buf_len(b),
+			   MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ring_ud(c, op));
+	c->inflight |= 1u << op;
+	b->pins++;
+}
+
+void conn_shutdown_wr(struct conn *c, bool client)
+{
+	uint16_t flag = client ? CF_C_SHUT : CF_B_SHUT;
+
+	if (c->flags & flag)
+		return;
+	c->flags |= flag;
+	/* ENOTCONN when the peer already reset: the close that follows covers it. */
+	shutdown(client ? c->cfd : c->bfd, SHUT_WR);
+}
+
+/* ---- backend connect ---- */
+
+static void connect_next(struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+	const struct cfg_addr *a;
+	int one = 1;
+
+	a = backend_server(c->l->backend, c->first_server, c->attempt);
+	if (!a) {
+		c->server = NULL;
+		log_handshake(c, "backend-unreachable");
+		if (c->ssl) {
+			SSL_shutdown(c->ssl); /* close_notify: a clean close for the client */
+			c->flags |= CF_FLUSH_CLOSE;
+			pump(c);
+		} else {
+			conn_close(c, "backend-unreachable");
+		}
+		return;
+	}
+	c->server = a;
+	c->bfd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (c->bfd < 0) {
+		log_err("listener %s: socket for backend %s: %s", c->l->cfg->name, a->text,
+			strerror(errno));
+		conn_close(c, "backend-socket");
+		return;
+	}
+	setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->connect_ts.tv_sec = c->l->cfg->timeouts.connect_ms / 1000;
+	c->connect_ts.tv_nsec = (long long)(c->l->cfg->timeouts.connect_ms % 1000) * 1000000;
+	sqe = ring_sqe(&c->w->ring);
+	io_uring_prep_connect(sqe, c->bfd, (const struct sockaddr *)&a->ss, a->len);
+	io_uring_sqe_set_data64(sqe, ring_ud(c, OP_CONNECT));
+	sqe->flags |= IOSQE_IO_LINK;
+	sqe = ring_sqe(&c->w->ring);
+	io_uring_prep_link_timeout(sqe, &c->connect_ts, 0);
+	io_uring_sqe_set_data64(sqe, ring_ud(c, OP_LINKTO));
+	c->inflight |= 1u << OP_CONNECT | 1u << OP_LINKTO;
+	c->attempt++;
+}
+
+static void start_forwarding(struct conn *c)
+{
+	c->phase = CONN_FORWARDING;
+	c->dp = &dp_userspace;
+	c->active_ms = c->w->now_ms;
+	log_handshake(c, "ok");
+}
+
+/* Both the connect and its linked timeout have completed: act on the connect's result. */
+static void connect_done(struct conn *c)
+{
+	if (c->connect_res == 0) {
+		start_forwarding(c);
+		return;
+	}
+	log_warn("listener %s: backend %s: connect: %s%s", c->l->cfg->name, c->server->text,
+		 c->connect_res == -ECANCELED ? "timed out" : strerror(-c->connect_res),
+		 c->attempt < c->l->backend->cfg->n_servers ? " (trying the next server)" : "");
+	close(c->bfd);
+	c->bfd = -1;
+	connect_next(c);
+}
+
+static void start_connect(struct conn *c)
+{
+	c->phase = CONN_CONNECTING;
+	c->first_server = backend_first(c->l->backend);
+	c->attempt = 0;
+	connect_next(c);
+}
+
+/* ---- the state machine ---- */
+
+static void pump_handshake(struct conn *c)
+{
+	const char *why = NULL;
+	int r = handshake_step(c, &why);
+
+	if (r == 1) {
+		c->hs_ms = c->w->now_ms - c->start_ms;
+		start_connect(c);
+		return;
+	}
+	if (r < 0) {
+		log_handshake(c, why);
+		c->reason = "handshake failed";
+		c->flags |= CF_FLUSH_CLOSE; /* send the alert OpenSSL queued, then close */
+		return;
+	}
+	conn_post_send(c, true);
+	conn_post_recv(c, true);
+}
+
+static void pump(struct conn *c)
+{
+	if (c->phase == CONN_CLOSING)
+		return;
+	if (c->flags & CF_FLUSH_CLOSE) {
+		conn_post_send(c, true);
+		if (!busy(c, OP_CSEND))
+			conn_close(c, c->reason);
+		return;
+	}
+	switch (c->phase) {
+	case CONN_HANDSHAKE:
+		pump_handshake(c);
+		if (c->flags & CF_FLUSH_CLOSE)
+			pump(c);
+		break;
+	case CONN_CONNECTING:
+		/* Keep the handshake's last flight moving while the backend connects. */
+		conn_post_send(c, true);
+		break;
+	case CONN_FORWARDING:
+		c->dp->pump(c);
+		break;
+	}
+}
+
+static void on_recv(struct conn *c, bool client, int res)
+{
+	struct buf *b = client ? &c->cin : &c->bin;
+
+	b->pins--;
+	if (res > 0) {
+		b->tail += (uint32_t)res;
+		c->active_ms = c->w->now_ms;
+		if (!c->ssl) /* plain forwarding: payload is what arrives; TLS counts plaintext */
+			*(client ? &c->bytes_c2b : &c->bytes_b2c) += (uint64_t)res;
+	} else if (res == 0) {
+		c->flags |= client ? CF_CIN_EOF : CF_BIN_EOF;
+	} else if (c->phase != CONN_CLOSING) {
+		conn_close(c, client ? (res == -ECONNRESET ? "client reset" : "client recv error")
+				     : (res == -ECONNRESET ? "backend reset" : "backend recv error"));
+	}
+}
+
+static void on_send(struct conn *c, bool client, int res)
+{
+	struct buf *b = client ? c->c_tx : c->b_tx;
+
+	b->pins--;
+	if (res > 0) {
+		buf_consume(b, (uint32_t)res);
+		c->active_ms = c->w->now_ms;
+	} else if (c->phase != CONN_CLOSING) {
+		conn_close(c, client ? "client send failed" : "backend send failed");
+	}
+}
+
+void conn_complete(struct conn *c, unsigned op, int res)
+{
+	c->inflight &= (uint16_t)~(1u << op);
+	switch (op) {
+	case OP_CRECV:
+	case OP_BRECV:
+		on_recv(c, op == OP_CRECV, res);
+		break;
+	case OP_CSEND:
+	case OP_BSEND:
+		on_send(c, op == OP_CSEND, res);
+		break;
+	case OP_CONNECT:
+		c->connect_res = res;
+		break;
+	case OP_LINKTO:
+		break;
+	case OP_DP1:
+	case OP_DP2:
+		if (c->dp && c->dp->complete)
+			c->dp->complete(c, op, res);
+		break;
+	}
+	if (c->phase == CONN_CLOSING) {
+		settle(c);
+		return;
+	}
+	if ((op == OP_CONNECT || op == OP_LINKTO) && !busy(c, OP_CONNECT) && !busy(c, OP_LINKTO))
+		connect_done(c);
+	pump(c);
+	settle(c);
+}
+
+void conn_check_timeout(struct conn *c, uint64_t now_ms)
+{
+	const struct cfg_listener *l = c->l->cfg;
+
+	if (c->phase == CONN_HANDSHAKE && now_ms - c->start_ms >= l->timeouts.handshake_ms)
+		conn_close(c, "handshake timeout");
+	else if (c->phase == CONN_FORWARDING && now_ms - c->active_ms >= l->timeouts.idle_ms)
+		conn_close(c, "idle timeout");
+	settle(c);
+}
+
+int conn_accept(struct worker *w, struct listener_rt *l, int fd)
+{
+	struct conn *c = aligned_alloc(16, sizeof(*c));
+	socklen_t plen = sizeof(c->peer);
+	int one = 1;
+
+	if (!c) {
+		close(fd);
+		atomic_fetch_sub(&l->conns, 1);
+		return -ENOMEM;
+	}
+	memset(c, 0, sizeof(*c));
+	c->w = w;
+	c->l = l;
+	c->st = state_get(w->st);
+	c->cfd = fd;
+	c->bfd = -1;
+	c->start_ms = c->active_ms = w->now_ms;
+	c->cin.cap = CIN_CAP;
+	c->cout.cap = COUT_CAP;
+	c->bin.cap = BIN_CAP;
+	c->bout.cap = BOUT_CAP;
+	getpeername(fd, (struct sockaddr *)&c->peer, &plen);
+	addr_text(&c->peer, c->peer_text, sizeof(c->peer_text));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	worker_conn_added(w, c);
+	if (l->cfg->protocol == CFG_PROTO_TLS) {
+		c->c_tx = &c->cout;
+		c->b_tx = &c->bout;
+		c->phase = CONN_HANDSHAKE;
+		if (handshake_start(c, l->ctx) < 0)
+			conn_close(c, "out of memory");
+		else
+			pump(c);
+	} else {
+		c->c_tx = &c->bin;
+		c->b_tx = &c->cin;
+		start_connect(c);
+	}
+	settle(c);
+	return 0;
+}

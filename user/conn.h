@@ -1,0 +1,117 @@
+/* conn — one client connection and its state machine:
+ *
+ *   ACCEPTED → HANDSHAKE → CONNECTING → FORWARDING(tier) → CLOSING
+ *
+ * A connection lives on the worker that accepted it and is touched by that worker's thread only.
+ * Every kernel operation it has in flight is a bit in inflight; it is freed once it is CLOSING and
+ * no operation remains, so no completion ever finds freed memory. */
+#ifndef KTLSD_CONN_H
+#define KTLSD_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <linux/time_types.h>
+#include <openssl/ssl.h>
+
+#include "buf.h"
+
+struct worker;
+struct listener_rt;
+struct state;
+
+/* Operation tags carried in io_uring user_data (see ring.h); 0 means "ignore". */
+enum op {
+	OP_NONE,
+	OP_CRECV,   /* client socket → cin */
+	OP_CSEND,   /* c_tx → client socket */
+	OP_BRECV,   /* backend socket → bin */
+	OP_BSEND,   /* b_tx → backend socket */
+	OP_CONNECT, /* backend connect */
+	OP_LINKTO,  /* its linked timeout */
+	OP_DP1,	    /* two operations a datapath tier may use for itself */
+	OP_DP2,
+	OP_ACCEPT,  /* worker-level operations */
+	OP_TICK,
+	OP_WAKE,
+};
+
+enum conn_phase { CONN_HANDSHAKE, CONN_CONNECTING, CONN_FORWARDING, CONN_CLOSING };
+
+enum conn_flag {
+	CF_CIN_EOF = 1 << 0,	  /* client sent FIN */
+	CF_BIN_EOF = 1 << 1,	  /* backend sent FIN */
+	CF_C_DONE = 1 << 2,	  /* client's direction fully decoded (close_notify or FIN) */
+	CF_B_SHUT = 1 << 3,	  /* backend socket shut for writing */
+	CF_C_NOTIFY = 1 << 4,	  /* close_notify queued for the client */
+	CF_C_SHUT = 1 << 5,	  /* client socket shut for writing */
+	CF_FLUSH_CLOSE = 1 << 6,  /* send what cout holds (an alert), then close */
+	CF_LOGGED = 1 << 7,	  /* the handshake line is written */
+};
+
+struct dp_ops;
+
+struct conn {
+	struct conn *prev, *next; /* worker's list, for timeouts and drain */
+	struct worker *w;
+	struct listener_rt *l;
+	struct state *st; /* reference held while the connection lives */
+	const struct dp_ops *dp;
+	SSL *ssl; /* NULL for tcp listeners, and after a kernel handoff */
+	int cfd, bfd;
+	uint8_t phase;
+	uint8_t attempt; /* backend server tries so far */
+	uint16_t inflight; /* 1 << enum op */
+	uint16_t flags;
+	int connect_res;
+	size_t first_server;
+	const struct cfg_addr *server;
+	struct buf cin, cout, bin, bout;
+	struct buf *c_tx, *b_tx; /* what is sent to each side: cout/bout with TLS, bin/cin without */
+	struct __kernel_timespec connect_ts;
+	uint64_t start_ms, active_ms, hs_ms;
+	uint64_t bytes_c2b, bytes_b2c; /* payload bytes each way */
+	struct sockaddr_storage peer;
+	char peer_text[64];
+	const char *reason; /* why it closed, for the log */
+} __attribute__((aligned(16)));
+
+/* A datapath tier: what moves bytes once the handshake is done and the backend is connected. */
+struct dp_ops {
+	const char *name;
+	/* Moves bytes as far as buffers and sockets allow; posts the operations it needs. */
+	void (*pump)(struct conn *c);
+	/* Completion of OP_DP1/OP_DP2. */
+	void (*complete)(struct conn *c, unsigned op, int res);
+	/* Frees what the tier holds; called once, when the connection is freed. */
+	void (*release)(struct conn *c);
+};
+
+/* Takes a just-accepted socket. Returns 0, or a negative errno after closing fd. */
+int conn_accept(struct worker *w, struct listener_rt *l, int fd) __attribute__((warn_unused_result));
+/* Dispatches a completion of an operation tagged for c. */
+void conn_complete(struct conn *c, unsigned op, int res);
+/* Starts closing: cancels what is in flight. The connection is freed when nothing remains in
+ * flight, at the end of the completion being handled, so callers may still touch c after this.
+ * reason NULL = a clean end. Tiers call this. */
+void conn_close(struct conn *c, const char *reason);
+/* conn_close, then free at once if nothing is in flight: for callers outside a completion. */
+void conn_abort(struct conn *c, const char *reason);
+/* Called by the worker's timer: closes connections past their handshake or idle deadline. */
+void conn_check_timeout(struct conn *c, uint64_t now_ms);
+
+/* Helpers for tiers: post a recv/send on one side if none is in flight and there is room/data. */
+void conn_post_recv(struct conn *c, bool client);
+void conn_post_send(struct conn *c, bool client);
+/* Shuts a side for writing once (propagates a half-close). */
+void conn_shutdown_wr(struct conn *c, bool client);
+/* True when both directions are finished; the tier then calls conn_close(c, NULL). */
+static inline bool conn_both_done(const struct conn *c)
+{
+	return (c->flags & (CF_B_SHUT | CF_C_SHUT)) == (CF_B_SHUT | CF_C_SHUT);
+}
+
+extern const struct dp_ops dp_userspace;
+
+#endif

@@ -1,0 +1,22 @@
+/* datapath — which tiers the running kernel and this build support, decided once at startup, and
+ * the check that a listener's forced "datapath" is one of them (a forced tier the kernel lacks is
+ * a startup error, never a silent fallback). */
+#ifndef KTLSD_DATAPATH_H
+#define KTLSD_DATAPATH_H
+
+#include <stdbool.h>
+
+#include "config.h"
+
+struct datapath_caps {
+	bool tier[CFG_DP_SOCKMAP + 1]; /* indexed by enum cfg_datapath */
+	char why[CFG_DP_SOCKMAP + 1][160]; /* why a tier is unavailable */
+};
+
+/* Probes the kernel (TCP_ULP "tls" on a loopback socket) and fills caps. */
+void datapath_probe(struct datapath_caps *caps);
+/* Adds an error for every listener whose forced tier is unavailable. */
+void datapath_check(const struct config *cfg, const struct datapath_caps *caps,
+		    struct cfg_errors *errs);
+
+#endif

@@ -1,0 +1,17 @@
+/* handshake — the server side of the TLS handshake, one SSL per connection. The SSL reads the
+ * client's bytes from conn.cin and writes its records to conn.cout through a BIO over those
+ * buffers, so the ring does all socket I/O and OpenSSL never blocks or makes a syscall. */
+#ifndef KTLSD_HANDSHAKE_H
+#define KTLSD_HANDSHAKE_H
+
+#include <openssl/ssl.h>
+
+#include "conn.h"
+
+int handshake_start(struct conn *c, SSL_CTX *ctx) __attribute__((warn_unused_result));
+/* Advances the handshake: 1 = finished, 0 = needs I/O, negative = failed (why says why). */
+int handshake_step(struct conn *c, const char **why);
+/* Describes a failed SSL call (OpenSSL's reason, or the alert we got) into a static buffer. */
+const char *handshake_error(SSL *ssl, int ret);
+
+#endif

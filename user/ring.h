@@ -1,0 +1,40 @@
+/* ring — io_uring setup and submission. It knows nothing of TLS or connections: callers tag each
+ * operation with ring_ud(object, op) and dispatch completions on ring_ud_op(). */
+#ifndef KTLSD_RING_H
+#define KTLSD_RING_H
+
+#include <stdint.h>
+
+#include <liburing.h>
+
+#include "err.h"
+
+/* Objects passed to ring_ud are at least 16-byte aligned: the low 4 bits carry the op. */
+#define RING_OP_BITS 4u
+#define RING_OP_MASK ((1u << RING_OP_BITS) - 1)
+
+static inline uint64_t ring_ud(const void *obj, unsigned op)
+{
+	return (uint64_t)(uintptr_t)obj | op;
+}
+static inline void *ring_ud_obj(uint64_t ud)
+{
+	return (void *)(uintptr_t)(ud & ~(uint64_t)RING_OP_MASK);
+}
+static inline unsigned ring_ud_op(uint64_t ud)
+{
+	return (unsigned)(ud & RING_OP_MASK);
+}
+
+struct ring {
+	struct io_uring uring;
+};
+
+int ring_init(struct ring *r, unsigned entries) __must_check;
+void ring_exit(struct ring *r);
+/* A free SQE, submitting queued ones first when the queue is full. Never returns NULL. */
+struct io_uring_sqe *ring_sqe(struct ring *r);
+/* Cancels every in-flight operation tagged ud. */
+void ring_cancel(struct ring *r, uint64_t ud);
+
+#endif

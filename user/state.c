@@ -1,0 +1,82 @@
+#include <errno.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "state.h"
+#include "tlsctx.h"
+
+static void state_free(struct state *s)
+{
+	for (size_t i = 0; s->listeners && i < s->cfg->n_listeners; i++) {
+		SSL_CTX_free(s->listeners[i].ctx);
+		policy_free(s->listeners[i].policy);
+	}
+	free(s->listeners);
+	free(s->backends);
+	config_put(s->cfg);
+	free(s);
+}
+
+static void warn_policy(const struct config *cfg, size_t i, const struct policy *p)
+{
+	for (size_t k = 0; k < p->n_unavailable; k++)
+		log_warn("%s: listeners[%zu].security_policy: %s: cipher %s is not available in "
+			 "this OpenSSL build and is left out",
+			 cfg->path, i, p->name, p->unavailable[k]);
+	if (p->weak)
+		log_warn("listener %s: security policy %s allows %s (weak; OpenSSL security level 0)",
+			 cfg->listeners[i].name, p->name, policy_version_name(p->min_version));
+}
+
+int state_build(struct config *cfg, struct state **out, struct cfg_errors *errs)
+{
+	struct state *s = calloc(1, sizeof(*s));
+	char why[256];
+	int ret = 0;
+
+	ENSURE(s, ENOMEM);
+	atomic_init(&s->refs, 1);
+	s->cfg = config_get(cfg);
+	s->listeners = calloc(cfg->n_listeners, sizeof(*s->listeners));
+	s->backends = calloc(cfg->n_backends ? cfg->n_backends : 1, sizeof(*s->backends));
+	ENSURE(s->listeners && s->backends, ENOMEM);
+	for (size_t i = 0; i < cfg->n_backends; i++)
+		s->backends[i].cfg = &cfg->backends[i];
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		struct listener_rt *lr = &s->listeners[i];
+		const struct cfg_listener *l = &cfg->listeners[i];
+
+		lr->cfg = l;
+		lr->index = i;
+		lr->backend = &s->backends[l->backend];
+		if (l->protocol != CFG_PROTO_TLS)
+			continue;
+		if (policy_lookup(cfg, l->security_policy, &lr->policy, why, sizeof(why)) < 0) {
+			config_errors_add(errs, "%s: listeners[%zu].security_policy: %s", cfg->path,
+					  i, why);
+			continue;
+		}
+		warn_policy(cfg, i, lr->policy);
+		if (tlsctx_build(cfg, i, lr->policy, &lr->ctx, errs) < 0)
+			continue;
+	}
+	ENSURE(errs->n == 0, EINVAL);
+	*out = s;
+	s = NULL;
+cleanup:
+	if (s)
+		state_free(s);
+	return ret;
+}
+
+struct state *state_get(struct state *s)
+{
+	atomic_fetch_add(&s->refs, 1);
+	return s;
+}
+
+void state_put(struct state *s)
+{
+	if (s && atomic_fetch_sub(&s->refs, 1) == 1)
+		state_free(s);
+}

@@ -70,7 +70,7 @@ test: deps-check all $(UNIT_BIN) $(FIXTURES)
 	echo '== integration tests (real daemon, real clients)'; \
 		$(MAKE) --no-print-directory integration || fail=1; \
 	echo '== kTLS tests in QEMU (Debian 6.1 and 6.12 kernels)'; \
-		$(MAKE) --no-print-directory vmtest; rc=$$?; \
+		$(VMTEST); rc=$$?; \
 		if [ $$rc = 77 ]; then echo 'vmtest: SKIPPED (reason above)'; \
 		elif [ $$rc != 0 ]; then fail=1; fi; \
 	exit $$fail
@@ -78,8 +78,10 @@ test: deps-check all $(UNIT_BIN) $(FIXTURES)
 check:
 	$(Q)$(MAKE) --no-print-directory SAN=1 unit integration
 
+VMTEST = $(TEST_ENV) bash tests/vm/run.sh 2>&1
+
 vmtest: all
-	$(Q)$(TEST_ENV) bash tests/vm/run.sh 2>&1
+	$(Q)$(VMTEST)
 
 run: deps-check all
 	$(Q)sh tools/demo.sh $(B)

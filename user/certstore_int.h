@@ -1,0 +1,29 @@
+/* certstore_int.h — what certstore.c (loading), certstore_select.c (matching) and
+ * certstore_hello.c (ClientHello) share. Not for other modules: use certstore.h. */
+#ifndef KTLSD_CERTSTORE_INT_H
+#define KTLSD_CERTSTORE_INT_H
+
+#include "certstore.h"
+
+struct certstore_cert {
+	int refs; /* __atomic builtins */
+	X509 *leaf;
+	STACK_OF(X509) *chain; /* intermediates, in file order; never NULL */
+	EVP_PKEY *key;
+	char **names; /* normalised: lowercase, no trailing dot */
+	size_t n_names;
+	enum certstore_keytype type;
+	unsigned int curve; /* CERTSTORE_CURVE_* for ECDSA, 0 otherwise */
+	int bits;
+	time_t not_before;
+	time_t not_after;
+	char *subject;
+	char *path;
+	char key_desc[24];
+};
+
+/* Copies host[0..len) into out (size outlen) lowercased, without one trailing dot. Returns the
+ * resulting length, or -1 when it is empty or does not fit. */
+int certstore_norm_host(const char *host, size_t len, char *out, size_t outlen);
+
+#endif

@@ -50,7 +50,7 @@ $(B)/tests/test_%: $(B)/tests/unit/test_%.o $(USER_OBJ)
 FIXTURES := $(B)/fixtures/.stamp
 $(FIXTURES): tests/fixtures/gen.sh tests/fixtures/mkcert.sh $(wildcard tests/fixtures/gen-*.sh)
 	$(call msg,GEN,$(@D))
-	$(Q)sh tests/fixtures/gen.sh $(@D)
+	$(Q)rm -rf $(@D) && sh tests/fixtures/gen.sh $(@D)
 	$(Q)touch $@
 
 PYTEST := /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider
@@ -92,9 +92,20 @@ deps:
 deps-check:
 	$(Q)sh tools/deps.sh check
 
+# Binaries, the systemd unit, docs and an example config under $(DESTDIR)/usr/local; the example
+# also becomes /etc/ktlsd/ktlsd.json (what the unit runs) unless that file exists.
 install: all
 	install -D -m 0755 $(B)/ktlsd $(DESTDIR)/usr/local/sbin/ktlsd
 	install -D -m 0755 $(B)/ktlsctl $(DESTDIR)/usr/local/bin/ktlsctl
+	install -D -m 0644 config/ktlsd.service $(DESTDIR)/usr/local/lib/systemd/system/ktlsd.service
+	install -D -m 0644 config/ktlsd.example.json \
+		$(DESTDIR)/usr/local/share/doc/ktlsd/examples/ktlsd.json
+	install -m 0644 README.md docs/*.md $(DESTDIR)/usr/local/share/doc/ktlsd/
+	install -d -m 0750 $(DESTDIR)/etc/ktlsd
+	test -e $(DESTDIR)/etc/ktlsd/ktlsd.json || \
+		install -m 0640 config/ktlsd.example.json $(DESTDIR)/etc/ktlsd/ktlsd.json
+	@echo 'installed; put certificates in /etc/ktlsd/certs/, then: systemctl daemon-reload &&' \
+		'systemctl enable --now ktlsd'
 
 format:
 	clang-format -i user/*.[ch] tools/*.c include/*.h tests/unit/*.c

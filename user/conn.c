@@ -11,10 +11,15 @@
 
 #include "backend.h"
 #include "conn.h"
+#include "datapath.h"
+#include "handoff.h"
 #include "handshake.h"
 #include "log.h"
+#include "mtls.h"
 #include "policy.h"
 #include "state.h"
+#include "stats.h"
+#include "tlsctx.h"
 #include "worker.h"
 
 #define CIN_CAP (32u << 10)
@@ -56,6 +61,7 @@ static void log_handshake(struct conn *c, const char *result)
 	const char *sni = NULL, *proto = "-", *cipher = "-", *cert = "-";
 	const unsigned char *alpn = NULL;
 	unsigned alpn_len = 0;
+	char client[256] = "-";
 
 	if (c->flags & CF_LOGGED)
 		return;
@@ -66,15 +72,23 @@ static void log_handshake(struct conn *c, const char *result)
 			proto = SSL_get_version(c->ssl);
 			cipher = SSL_get_cipher_name(c->ssl);
 			SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
-			cert = c->st->cfg->certs[l->certs[0]].name;
+			int chosen = tlsctx_chosen_cert(c->ssl);
+
+			if (chosen >= 0)
+				cert = c->st->cfg->certs[l->certs[chosen]].name;
 		}
 	}
-	log_info("conn peer=%s listener=%s sni=%s cert=%s proto=%s cipher=%s alpn=%.*s tier=%s "
-		 "backend=%s hs_ms=%llu result=%s",
+	if (c->ssl && l->client_auth.mode != CFG_CAUTH_NONE &&
+	    mtls_peer_subject(c->ssl, client, sizeof(client)) < 0)
+		snprintf(client, sizeof(client), "- (%s)", mtls_verify_reason(c->ssl));
+	log_info("conn peer=%s listener=%s sni=%s cert=%s proto=%s cipher=%s alpn=%.*s client=\"%s\" "
+		 "tier=%s%s%s%s backend=%s hs_ms=%llu result=%s",
 		 c->peer_text, l->name, sni ? sni : "-", cert, proto, cipher,
-		 alpn_len ? (int)alpn_len : 1, alpn_len ? (const char *)alpn : "-",
-		 c->dp ? c->dp->name : "-", c->server ? c->server->text : "-",
-		 (unsigned long long)c->hs_ms, result);
+		 alpn_len ? (int)alpn_len : 1, alpn_len ? (const char *)alpn : "-", client,
+		 c->dp ? c->dp->name : "-", c->tier_note ? " (" : "",
+		 c->tier_note ? c->tier_note : "", c->tier_note ? ")" : "",
+		 c->server ? c->server->text : "-", (unsigned long long)c->hs_ms, result);
+	stats_conn_logged(c, result);
 }
 
 static void conn_free(struct conn *c)
@@ -91,6 +105,7 @@ static void conn_free(struct conn *c)
 	buf_release(&c->bin);
 	buf_release(&c->bout);
 	atomic_fetch_sub(&c->l->conns, 1);
+	stats_conn_freed(c);
 	worker_conn_removed(c->w, c);
 	state_put(c->st);
 	free(c);
@@ -108,7 +123,7 @@ void conn_close(struct conn *c, const char *reason)
 				  c->peer_text, c->l->cfg->name, reason,
 				  (unsigned long long)c->bytes_c2b,
 				  (unsigned long long)c->bytes_b2c);
-		for (unsigned op = OP_CRECV; op <= OP_DP2; op++)
+		for (unsigned op = OP_CRECV; op <= OP_DP4; op++)
 			if (busy(c, op))
 				ring_cancel(&c->w->ring, ring_ud(c, op));
 	}
@@ -132,6 +147,7 @@ void conn_post_recv(struct conn *c, bool client)
 	unsigned op = client ? OP_CRECV : OP_BRECV;
 	struct buf *b = client ? &c->cin : &c->bin;
 	struct io_uring_sqe *sqe;
+	uint32_t len;
 
 	if (busy(c, op) || (c->flags & (client ? CF_CIN_EOF : CF_BIN_EOF)))
 		return;
@@ -143,8 +159,13 @@ void conn_post_recv(struct conn *c, bool client)
 		buf_compact(b);
 	if (buf_space(b) == 0)
 		return; /* backpressure: the other side must drain first */
+	len = buf_space(b);
+	/* Before a kernel handoff, take the client's handshake one record at a time: whatever
+	 * follows its Finished stays in the socket for the kernel to decrypt. */
+	if (client && c->ktls_candidate && c->phase == CONN_HANDSHAKE)
+		len = (uint32_t)MIN(len, record_want(&c->rx_rec));
 	sqe = ring_sqe(&c->w->ring);
-	io_uring_prep_recv(sqe, client ? c->cfd : c->bfd, b->data + b->tail, buf_space(b), 0);
+	io_uring_prep_recv(sqe, client ? c->cfd : c->bfd, b->data + b->tail, len, 0);
 	io_uring_sqe_set_data64(sqe, ring_ud(c, op));
 	c->inflight |= 1u << op;
 	b->pins++;
@@ -223,9 +244,28 @@ static void connect_next(struct conn *c)
 static void start_forwarding(struct conn *c)
 {
 	c->phase = CONN_FORWARDING;
-	c->dp = &dp_userspace;
+	c->dp = NULL; /* chosen by choose_tier() on the next pump */
 	c->active_ms = c->w->now_ms;
-	log_handshake(c, "ok");
+}
+
+/* The fastest tier this connection can have: kernel TLS when the handoff works, else userspace.
+ * Logs the handshake line once the tier is known. */
+static void choose_tier(struct conn *c)
+{
+	switch (handoff_try(c)) {
+	case HANDOFF_WAIT:
+	case HANDOFF_FATAL:
+		return;
+	case HANDOFF_DONE:
+		log_handshake(c, "ok");
+		handoff_release(c);
+		break;
+	case HANDOFF_USERSPACE:
+		c->dp = &dp_userspace;
+		log_handshake(c, "ok");
+		break;
+	}
+	c->dp->pump(c);
 }
 
 /* Both the connect and its linked timeout have completed: act on the connect's result. */
@@ -294,7 +334,10 @@ static void pump(struct conn *c)
 		conn_post_send(c, true);
 		break;
 	case CONN_FORWARDING:
-		c->dp->pump(c);
+		if (c->dp)
+			c->dp->pump(c);
+		else
+			choose_tier(c);
 		break;
 	}
 }
@@ -305,6 +348,8 @@ static void on_recv(struct conn *c, bool client, int res)
 
 	b->pins--;
 	if (res > 0) {
+		if (client && c->ktls_candidate)
+			record_feed(&c->rx_rec, b->data + b->tail, (size_t)res);
 		b->tail += (uint32_t)res;
 		c->active_ms = c->w->now_ms;
 		if (!c->ssl) /* plain forwarding: payload is what arrives; TLS counts plaintext */
@@ -349,6 +394,8 @@ void conn_complete(struct conn *c, unsigned op, int res)
 		break;
 	case OP_DP1:
 	case OP_DP2:
+	case OP_DP3:
+	case OP_DP4:
 		if (c->dp && c->dp->complete)
 			c->dp->complete(c, op, res);
 		break;
@@ -401,6 +448,7 @@ int conn_accept(struct worker *w, struct listener_rt *l, int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	worker_conn_added(w, c);
 	if (l->cfg->protocol == CFG_PROTO_TLS) {
+		c->ktls_candidate = datapath_ktls_allowed(l->cfg);
 		c->c_tx = &c->cout;
 		c->b_tx = &c->bout;
 		c->phase = CONN_HANDSHAKE;

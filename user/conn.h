@@ -16,6 +16,7 @@
 #include <openssl/ssl.h>
 
 #include "buf.h"
+#include "record.h"
 
 struct worker;
 struct listener_rt;
@@ -30,8 +31,10 @@ enum op {
 	OP_BSEND,   /* b_tx → backend socket */
 	OP_CONNECT, /* backend connect */
 	OP_LINKTO,  /* its linked timeout */
-	OP_DP1,	    /* two operations a datapath tier may use for itself */
+	OP_DP1,	    /* four operations a datapath tier may use for itself */
 	OP_DP2,
+	OP_DP3,
+	OP_DP4,
 	OP_ACCEPT,  /* worker-level operations */
 	OP_TICK,
 	OP_WAKE,
@@ -69,12 +72,25 @@ struct conn {
 	const struct cfg_addr *server;
 	struct buf cin, cout, bin, bout;
 	struct buf *c_tx, *b_tx; /* what is sent to each side: cout/bout with TLS, bin/cin without */
+	void *dp_data;		 /* the tier's own state, freed by its release() */
+	/* Kernel handoff bookkeeping (see record.h): the client's stream, read record by record
+	 * while keys may go to the kernel, and ours, for the last TLS 1.2 explicit nonce. */
+	struct record_track rx_rec, tx_rec;
+	bool ktls_candidate;
+	const char *tier_note; /* why a connection stayed in userspace, for the log */
 	struct __kernel_timespec connect_ts;
 	uint64_t start_ms, active_ms, hs_ms;
 	uint64_t bytes_c2b, bytes_b2c; /* payload bytes each way */
 	struct sockaddr_storage peer;
 	char peer_text[64];
 	const char *reason; /* why it closed, for the log */
+	/* For `ktlsctl connections` and the metrics (stats_conn.c), set when the handshake is
+	 * logged: the SNI (copied, freed by stats_conn_freed), OpenSSL's static version and
+	 * cipher names, the tier reached (enum stats_tier) and the bytes already counted. */
+	char *sni;
+	const char *version, *cipher;
+	uint64_t acct_c2b, acct_b2c;
+	uint8_t tier;
 } __attribute__((aligned(16)));
 
 /* A datapath tier: what moves bytes once the handshake is done and the backend is connected. */
@@ -82,7 +98,7 @@ struct dp_ops {
 	const char *name;
 	/* Moves bytes as far as buffers and sockets allow; posts the operations it needs. */
 	void (*pump)(struct conn *c);
-	/* Completion of OP_DP1/OP_DP2. */
+	/* Completion of OP_DP1…OP_DP4. */
 	void (*complete)(struct conn *c, unsigned op, int res);
 	/* Frees what the tier holds; called once, when the connection is freed. */
 	void (*release)(struct conn *c);
@@ -113,5 +129,8 @@ static inline bool conn_both_done(const struct conn *c)
 }
 
 extern const struct dp_ops dp_userspace;
+extern const struct dp_ops dp_splice;
+/* Creates the ktls-splice pipes for c; 0 or -errno (c stays on its current tier). */
+int dp_splice_attach(struct conn *c) __attribute__((warn_unused_result));
 
 #endif

@@ -33,6 +33,8 @@ static int probe_tls_ulp(void)
 	return ret;
 }
 
+static struct datapath_caps current;
+
 void datapath_probe(struct datapath_caps *caps)
 {
 	int r = probe_tls_ulp();
@@ -40,19 +42,31 @@ void datapath_probe(struct datapath_caps *caps)
 	memset(caps, 0, sizeof(*caps));
 	caps->tier[CFG_DP_AUTO] = true;
 	caps->tier[CFG_DP_USERSPACE] = true;
-	if (r < 0) {
+	caps->tier[CFG_DP_KTLS_SPLICE] = r == 0;
+	if (r < 0)
 		snprintf(caps->why[CFG_DP_KTLS_SPLICE], sizeof(caps->why[0]),
 			 "the kernel has no TLS ULP (setsockopt TCP_ULP \"tls\": %s%s)", strerror(-r),
-			 r == -ENOENT ? "; CONFIG_TLS is off or the tls module is missing" : "");
-	} else {
-		snprintf(caps->why[CFG_DP_KTLS_SPLICE], sizeof(caps->why[0]),
-			 "the kernel has kTLS, but this build does not hand sessions to it yet");
-	}
-	snprintf(caps->why[CFG_DP_KTLS_SOCKMAP], sizeof(caps->why[0]), "%s",
-		 caps->why[CFG_DP_KTLS_SPLICE]);
+			 r == -ENOENT ? "; CONFIG_TLS is off or the tls module is not loaded" : "");
+	/* Measured on 6.1 and 6.12 (docs/datapath.md): a socket with the TLS ULP cannot join a
+	 * sockmap, and one in a sockmap cannot take TLS keys. */
+	snprintf(caps->why[CFG_DP_KTLS_SOCKMAP], sizeof(caps->why[0]),
+		 "kTLS sockets cannot take part in sockmap redirection on this kernel "
+		 "(docs/datapath.md); use \"ktls-splice\"");
 	snprintf(caps->why[CFG_DP_SOCKMAP], sizeof(caps->why[0]),
 		 "this build has no BPF sockmap datapath yet");
-	log_info("datapath: userspace available; kTLS not used: %s", caps->why[CFG_DP_KTLS_SPLICE]);
+	if (r == 0)
+		log_info("datapath: kTLS available: tls listeners hand sessions to the kernel "
+			 "(ktls-splice) when the negotiated cipher allows it");
+	else
+		log_info("datapath: kTLS not used: %s; tls listeners forward in userspace",
+			 caps->why[CFG_DP_KTLS_SPLICE]);
+	current = *caps;
+}
+
+bool datapath_ktls_allowed(const struct cfg_listener *l)
+{
+	return l->protocol == CFG_PROTO_TLS && current.tier[CFG_DP_KTLS_SPLICE] &&
+	       (l->datapath == CFG_DP_AUTO || l->datapath == CFG_DP_KTLS_SPLICE);
 }
 
 void datapath_check(const struct config *cfg, const struct datapath_caps *caps,

@@ -13,8 +13,12 @@ struct datapath_caps {
 	char why[CFG_DP_SOCKMAP + 1][160]; /* why a tier is unavailable */
 };
 
-/* Probes the kernel (TCP_ULP "tls" on a loopback socket) and fills caps. */
+/* Probes the kernel (TCP_ULP "tls" on a loopback socket), fills caps and keeps a copy for
+ * datapath_ktls_allowed(). Called once at startup, before any worker runs. */
 void datapath_probe(struct datapath_caps *caps);
+/* True when connections of this listener may be handed to kernel TLS (kernel support and the
+ * listener's "datapath" both allow it). */
+bool datapath_ktls_allowed(const struct cfg_listener *l);
 /* Adds an error for every listener whose forced tier is unavailable. */
 void datapath_check(const struct config *cfg, const struct datapath_caps *caps,
 		    struct cfg_errors *errs);

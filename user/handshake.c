@@ -30,6 +30,7 @@ static int conn_bio_write(BIO *b, const char *data, int len)
 	}
 	memcpy(o->data + o->tail, data, n);
 	o->tail += n;
+	record_feed(&c->tx_rec, (const uint8_t *)data, n);
 	return (int)n;
 }
 

@@ -1,5 +1,5 @@
-/* ktlsd — arguments, signals, startup in layer order (config → state → workers), drain and
- * teardown in reverse. */
+/* ktlsd — arguments, signals, startup in layer order (config → state → workers → control),
+ * reload on SIGHUP, drain and teardown in reverse. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -12,12 +12,13 @@
 #include <openssl/crypto.h>
 
 #include "config.h"
+#include "ctl.h"
 #include "datapath.h"
 #include "log.h"
+#include "reload.h"
 #include "state.h"
+#include "stats.h"
 #include "worker.h"
-
-#define KTLSD_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {
@@ -69,23 +70,30 @@ static unsigned worker_count(const struct config *cfg)
 	return n > 0 ? (unsigned)n : 1;
 }
 
-/* Waits for signals: SIGTERM/SIGINT drain and exit, SIGHUP is reported. */
-static void serve(struct worker *workers, unsigned n, const sigset_t *set)
+/* Waits for signals: SIGHUP reloads (the code path of `ktlsctl reload`), SIGTERM/SIGINT drain
+ * and exit. The control thread stops first, so no change can start during the drain. */
+static void serve(struct worker *workers, unsigned n, struct reload *rl, struct ctl *ctl,
+		  const sigset_t *set)
 {
+	struct reload_report rep;
 	siginfo_t si;
 
 	for (;;) {
 		if (sigwaitinfo(set, &si) < 0)
 			continue;
 		if (si.si_signo == SIGHUP) {
-			log_warn("SIGHUP: live reload is not available in this build; restart to "
-				 "apply a new config");
+			log_info("SIGHUP: reloading %s", rl->path);
+			rep = (struct reload_report){ 0 };
+			if (reload_run(rl, &rep) < 0) /* it logged every problem */
+				log_debug("SIGHUP: the running config is unchanged");
+			reload_report_free(&rep);
 			continue;
 		}
 		log_info("signal %d: draining (no new connections; existing ones may finish)",
 			 si.si_signo);
 		break;
 	}
+	ctl_close(ctl);
 	for (unsigned i = 0; i < n; i++)
 		worker_drain(&workers[i]);
 	for (unsigned i = 0; i < n; i++)
@@ -108,8 +116,10 @@ int main(int argc, char **argv)
 	struct config *cfg = NULL;
 	struct state *st = NULL;
 	struct worker *workers = NULL;
+	struct ctl ctl = CTL_INIT;
+	struct reload rl;
 	const char *path = NULL;
-	bool foreground = false, check = false;
+	bool foreground = false, check = false, rl_ok = false;
 	unsigned n = 0, started = 0;
 	sigset_t set;
 	int opt, ret = 1;
@@ -162,6 +172,9 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < n; i++)
 		if (worker_init(&workers[i], i, st) < 0)
 			goto cleanup;
+	rl_ok = true;
+	if (reload_init(&rl, path, &caps, workers, n, st) < 0 || ctl_open(&ctl, cfg, &rl) < 0)
+		goto cleanup;
 	if (!foreground && daemon(1, 1) < 0) {
 		log_err("daemon: %s", strerror(errno));
 		goto cleanup;
@@ -169,16 +182,22 @@ int main(int argc, char **argv)
 	for (; started < n; started++)
 		if (worker_start(&workers[started]) < 0)
 			goto cleanup;
+	if (ctl_start(&ctl) < 0)
+		goto cleanup;
 	for (size_t i = 0; i < cfg->n_listeners; i++)
 		log_info("listener %s: %s on %s → backend %s", cfg->listeners[i].name,
 			 cfg_protocol_names[cfg->listeners[i].protocol], cfg->listeners[i].bind.text,
 			 cfg->listeners[i].backend_name ? cfg->listeners[i].backend_name : "-");
-	log_info("ktlsd %s serving with %u worker%s", KTLSD_VERSION, n, n == 1 ? "" : "s");
-	serve(workers, n, &set);
+	log_info("ktlsd %s serving with %u worker%s; control socket %s%s%s", KTLSD_VERSION, n,
+		 n == 1 ? "" : "s", cfg->control.socket,
+		 cfg->metrics.enabled ? "; metrics on " : "",
+		 cfg->metrics.enabled ? cfg->metrics.bind.text : "");
+	serve(workers, n, &rl, &ctl, &set);
 	started = 0;
 	log_info("drained; exiting");
 	ret = 0;
 cleanup:
+	ctl_close(&ctl);
 	for (unsigned i = 0; i < started; i++) {
 		worker_drain(&workers[i]);
 		worker_join(&workers[i]);
@@ -186,8 +205,11 @@ cleanup:
 	for (unsigned i = 0; workers && i < n; i++)
 		worker_destroy(&workers[i]);
 	free(workers);
+	if (rl_ok)
+		reload_destroy(&rl);
 	state_put(st);
 	config_put(cfg);
 	config_errors_free(&errs);
+	stats_exit();
 	return ret;
 }

@@ -49,6 +49,8 @@ int state_build(struct config *cfg, struct state **out, struct cfg_errors *errs)
 		lr->cfg = l;
 		lr->index = i;
 		lr->backend = &s->backends[l->backend];
+		lr->stats = stats_listener_get(l->name);
+		ENSURE(lr->stats, ENOMEM);
 		if (l->protocol != CFG_PROTO_TLS)
 			continue;
 		if (policy_lookup(cfg, l->security_policy, &lr->policy, why, sizeof(why)) < 0) {

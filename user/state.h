@@ -11,6 +11,7 @@
 #include "backend.h"
 #include "config.h"
 #include "policy.h"
+#include "stats.h"
 
 struct listener_rt {
 	const struct cfg_listener *cfg;
@@ -18,7 +19,8 @@ struct listener_rt {
 	SSL_CTX *ctx; /* tls listeners only */
 	struct policy *policy;
 	struct backend_rt *backend;
-	atomic_uint conns; /* live connections on all workers */
+	struct stats_listener *stats; /* counters by name: shared with other states, never freed */
+	atomic_uint conns; /* live connections of this state on all workers */
 };
 
 struct state {

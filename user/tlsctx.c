@@ -1,9 +1,17 @@
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 
+#include "certstore.h"
+#include "datapath.h"
+#include "ktls.h"
 #include "log.h"
+#include "mtls.h"
 #include "tlsctx.h"
 
 /* Chooses the first protocol of the listener's list that the client offers (server order). */
@@ -26,39 +34,101 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 	return SSL_TLSEXT_ERR_ALERT_FATAL; /* RFC 7301: no overlap is a no_application_protocol */
 }
 
-static void ossl_reason(char *buf, size_t len)
-{
-	unsigned long e = ERR_peek_last_error();
+/* The listener's certificates in config order, owned by the SSL_CTX (freed with it). */
+struct tlsctx_certs {
+	size_t n;
+	struct certstore_cert *certs[];
+};
 
-	if (e)
-		ERR_error_string_n(e, buf, len);
-	else
-		snprintf(buf, len, "unknown error");
-	ERR_clear_error();
+static int certs_index = -1;	 /* SSL_CTX ex_data: struct tlsctx_certs */
+static int chosen_index = -1;	 /* SSL ex_data: chosen certificate index + 1 */
+static pthread_once_t index_once = PTHREAD_ONCE_INIT;
+
+static void certs_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	struct tlsctx_certs *set = ptr;
+
+	for (size_t i = 0; set && i < set->n; i++)
+		certstore_cert_free(set->certs[i]);
+	free(set);
 }
 
-static int load_cert(SSL_CTX *ctx, const struct config *cfg, size_t li, size_t ci,
-		     struct cfg_errors *errs)
+static void index_init(void)
 {
-	const struct cfg_cert *c = &cfg->certs[cfg->listeners[li].certs[ci]];
-	char why[256];
+	certs_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, certs_free);
+	chosen_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
 
-	if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
-		ossl_reason(why, sizeof(why));
-		config_errors_add(errs, "%s: certificates.%s.cert: %s: cannot load certificate (%s)",
-				  cfg->path, c->name, c->cert, why);
-		return -EINVAL;
+/* Certificate selection (DESIGN §3) happens here, before OpenSSL picks anything. */
+static int client_hello_cb(SSL *ssl, int *al, void *arg)
+{
+	const struct tlsctx_certs *set = arg;
+	int chosen = -1;
+	int r = certstore_on_client_hello(ssl, set->certs, set->n, al, &chosen);
+
+	if (chosen >= 0)
+		SSL_set_ex_data(ssl, chosen_index, (void *)(intptr_t)(chosen + 1));
+	return r;
+}
+
+int tlsctx_chosen_cert(SSL *ssl)
+{
+	return chosen_index < 0 ? -1 : (int)(intptr_t)SSL_get_ex_data(ssl, chosen_index) - 1;
+}
+
+static int load_certs(SSL_CTX *ctx, const struct config *cfg, size_t li, struct cfg_errors *errs)
+{
+	const struct cfg_listener *l = &cfg->listeners[li];
+	struct tlsctx_certs *set = calloc(1, sizeof(*set) + l->n_certs * sizeof(set->certs[0]));
+	char why[512];
+	int ret = 0;
+
+	ENSURE(set, ENOMEM);
+	for (size_t i = 0; i < l->n_certs; i++) {
+		const struct cfg_cert *c = &cfg->certs[l->certs[i]];
+		struct certstore_cert *cert = NULL;
+
+		if (certstore_cert_load(c->cert, c->key, &cert, why, sizeof(why)) < 0) {
+			config_errors_add(errs, "%s: certificates.%s: %s", cfg->path, c->name, why);
+			ret = -EINVAL;
+			continue;
+		}
+		set->certs[set->n++] = cert;
+		if (certstore_cert_check_domains(cert, (const char *const *)c->domains, c->n_domains,
+						 why, sizeof(why)) < 0) {
+			config_errors_add(errs, "%s: certificates.%s.domains: %s", cfg->path, c->name,
+					  why);
+			ret = -EINVAL;
+		}
+		if (certstore_cert_check_ctx(ctx, cert, why, sizeof(why)) < 0) {
+			config_errors_add(errs, "%s: listeners[%zu].certificates[%zu]: %s", cfg->path,
+					  li, i, why);
+			ret = -EINVAL;
+		}
+		if (certstore_cert_is_expired(cert, time(NULL)))
+			log_warn("certificate %s (%s) expired; served anyway (expiry is not "
+				 "enforced): replace it", c->name, c->cert);
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1) {
-		ossl_reason(why, sizeof(why));
-		config_errors_add(errs, "%s: certificates.%s.key: %s: cannot load private key (%s)",
-				  cfg->path, c->name, c->key, why);
-		return -EINVAL;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		ERR_clear_error();
-		config_errors_add(errs, "%s: certificates.%s.key: %s: does not match certificate %s",
-				  cfg->path, c->name, c->key, c->cert);
+	/* The set belongs to the context from here, whatever happened above. */
+	SSL_CTX_set_ex_data(ctx, certs_index, set);
+	SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, set);
+cleanup:
+	return ret;
+}
+
+static int setup_client_auth(SSL_CTX *ctx, const struct config *cfg, size_t li,
+			     struct cfg_errors *errs)
+{
+	const struct cfg_listener *l = &cfg->listeners[li];
+	const struct cfg_ca *ca;
+	char why[512];
+
+	if (l->client_auth.mode == CFG_CAUTH_NONE)
+		return 0;
+	ca = &cfg->cas[l->client_auth.ca];
+	if (mtls_configure(ctx, (enum mtls_mode)l->client_auth.mode, ca->file, ca->crl,
+			   (int)l->client_auth.depth, why, sizeof(why)) < 0) {
+		config_errors_add(errs, "%s: ca_certificates.%s: %s", cfg->path, ca->name, why);
 		return -EINVAL;
 	}
 	return 0;
@@ -72,6 +142,7 @@ int tlsctx_build(const struct config *cfg, size_t index, const struct policy *po
 	char why[256];
 	int ret = 0;
 
+	pthread_once(&index_once, index_init);
 	ENSURE(ctx, ENOMEM);
 	if (policy_apply(ctx, pol, why, sizeof(why)) < 0) {
 		config_errors_add(errs, "%s: listeners[%zu].security_policy: %s", cfg->path, index,
@@ -92,7 +163,13 @@ int tlsctx_build(const struct config *cfg, size_t index, const struct policy *po
 	}
 	if (l->n_alpn)
 		SSL_CTX_set_alpn_select_cb(ctx, alpn_select, (void *)l);
-	GUARD(load_cert(ctx, cfg, index, 0, errs));
+	if (datapath_ktls_allowed(l) && ktls_capture_attach(ctx) < 0) {
+		config_errors_add(errs, "%s: listeners[%zu]: cannot prepare the kTLS key capture",
+				  cfg->path, index);
+		ENSURE(false, ENOMEM);
+	}
+	GUARD(load_certs(ctx, cfg, index, errs));
+	GUARD(setup_client_auth(ctx, cfg, index, errs));
 	*out = ctx;
 	ctx = NULL;
 cleanup:

@@ -13,4 +13,7 @@
 int tlsctx_build(const struct config *cfg, size_t index, const struct policy *pol, SSL_CTX **out,
 		 struct cfg_errors *errs) __must_check;
 
+/* The index (into the listener's certificates) the ClientHello callback chose, or -1. */
+int tlsctx_chosen_cert(SSL *ssl);
+
 #endif

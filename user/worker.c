@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "stats.h"
 #include "worker.h"
 
 #define RING_ENTRIES 4096
@@ -42,10 +44,10 @@ void worker_conn_removed(struct worker *w, struct conn *c)
 	w->n_conns--;
 }
 
-static int listen_socket(const struct cfg_listener *l)
+int worker_listen_socket(const struct cfg_listener *l, char *err, size_t errlen)
 {
 	const struct cfg_addr *a = &l->bind;
-	int fd, one = 1, zero = 0;
+	int fd, one = 1, zero = 0, ret;
 
 	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
 	if (fd < 0)
@@ -62,27 +64,78 @@ static int listen_socket(const struct cfg_listener *l)
 		goto fail;
 	return fd;
 fail:
-	log_err("listener %s: cannot listen on %s: %s", l->name, a->text, strerror(errno));
+	ret = -errno;
+	if (err)
+		snprintf(err, errlen, "listener %s: cannot listen on %s: %s", l->name, a->text,
+			 strerror(-ret));
+	else
+		log_err("listener %s: cannot listen on %s: %s", l->name, a->text, strerror(-ret));
 	if (fd >= 0)
 		close(fd);
-	return -1;
+	return ret;
+}
+
+static struct listen_slot *slot_new(struct worker *w, int fd)
+{
+	struct listen_slot *s = aligned_alloc(16, sizeof(*s));
+
+	if (s)
+		*s = (struct listen_slot){ .w = w, .fd = fd };
+	return s;
+}
+
+/* Stops accepting on s. Its multishot accept may still complete: the slot is freed when the last
+ * completion arrives (on_accept), so no completion ever finds freed memory. */
+static void slot_retire(struct worker *w, struct listen_slot *s)
+{
+	if (s->armed)
+		ring_cancel(&w->ring, ring_ud(s, OP_ACCEPT));
+	if (s->fd >= 0)
+		close(s->fd); /* the ring keeps its own reference until the cancel lands */
+	s->fd = -1;
+	if (!s->armed) {
+		free(s);
+		return;
+	}
+	s->dying = true;
+	s->next_dying = w->dying;
+	w->dying = s;
+}
+
+static void slot_free_dying(struct worker *w, struct listen_slot *s)
+{
+	struct listen_slot **pp;
+
+	for (pp = &w->dying; *pp; pp = &(*pp)->next_dying) {
+		if (*pp == s) {
+			*pp = s->next_dying;
+			break;
+		}
+	}
+	free(s);
 }
 
 int worker_init(struct worker *w, unsigned id, struct state *st)
 {
-	int ret = 0;
+	int ret = 0, fd;
 
 	memset(w, 0, sizeof(*w));
 	w->id = id;
 	w->wake_fd = -1;
+	ENSURE(pthread_mutex_init(&w->mbox_lock, NULL) == 0, ENOMEM);
+	w->mbox_ok = true;
 	w->st = state_get(st);
 	w->n_slots = st->cfg->n_listeners;
-	w->slots = aligned_alloc(16, sizeof(*w->slots) * w->n_slots);
+	w->slots = calloc(w->n_slots, sizeof(*w->slots));
 	ENSURE(w->slots, ENOMEM);
-	for (size_t i = 0; i < w->n_slots; i++)
-		w->slots[i] = (struct listen_slot){ .w = w, .l = &st->listeners[i], .fd = -1 };
-	for (size_t i = 0; i < w->n_slots; i++)
-		ENSURE((w->slots[i].fd = listen_socket(st->listeners[i].cfg)) >= 0, EADDRNOTAVAIL);
+	for (size_t i = 0; i < w->n_slots; i++) {
+		GUARD(fd = worker_listen_socket(st->listeners[i].cfg, NULL, 0));
+		w->slots[i] = slot_new(w, fd);
+		if (!w->slots[i])
+			close(fd);
+		ENSURE(w->slots[i], ENOMEM);
+		w->slots[i]->l = &st->listeners[i];
+	}
 	w->wake_fd = eventfd(0, EFD_CLOEXEC);
 	ENSURE(w->wake_fd >= 0, errno);
 	GUARD(ring_init(&w->ring, RING_ENTRIES));
@@ -95,7 +148,7 @@ static void arm_accept(struct worker *w, struct listen_slot *s)
 {
 	struct io_uring_sqe *sqe;
 
-	if (s->armed || s->fd < 0 || w->drain_deadline_ms)
+	if (!s || s->armed || s->fd < 0 || w->drain_deadline_ms)
 		return;
 	sqe = ring_sqe(&w->ring);
 	io_uring_prep_multishot_accept(sqe, s->fd, NULL, NULL, SOCK_CLOEXEC);
@@ -135,8 +188,18 @@ static void on_accept(struct worker *w, struct listen_slot *s, int res, unsigned
 
 	if (!(flags & IORING_CQE_F_MORE))
 		s->armed = false;
+	if (s->dying) {
+		/* A connection that raced the listener's removal or drain: it is refused. */
+		if (res >= 0)
+			close(res);
+		if (!s->armed)
+			slot_free_dying(w, s);
+		return;
+	}
 	if (res < 0) {
 		/* EMFILE/ENFILE/ENOMEM: retried from the next tick rather than spinning. */
+		if (res == -EMFILE || res == -ENFILE)
+			stats_limit(l->stats, STATS_LIMIT_OPEN_FILES);
 		if (res != -ECANCELED)
 			limit_log(w, "listener %s: accept: %s (retrying)", l->cfg->name,
 				  strerror(-res));
@@ -146,15 +209,19 @@ static void on_accept(struct worker *w, struct listen_slot *s, int res, unsigned
 		close(res);
 		return;
 	}
-	if (atomic_fetch_add(&l->conns, 1) >= l->cfg->max_connections) {
-		atomic_fetch_sub(&l->conns, 1);
+	/* The limit counts the listener's connections under every state a reload left alive. */
+	if (!stats_conn_reserve(l->stats, l->cfg->max_connections)) {
 		close(res);
 		limit_log(w, "listener %s: max_connections reached (%s); refusing new connections",
 			  l->cfg->name, "see listeners[].max_connections");
 		return;
 	}
-	if (conn_accept(w, l, res) < 0)
+	atomic_fetch_add(&l->conns, 1);
+	if (conn_accept(w, l, res) < 0) {
+		stats_conn_unreserve(l->stats);
+		stats_limit(l->stats, STATS_LIMIT_MEMORY);
 		limit_log(w, "listener %s: accept: %s", l->cfg->name, "out of memory");
+	}
 	if (!s->armed)
 		arm_accept(w, s);
 }
@@ -165,13 +232,9 @@ static void start_drain(struct worker *w)
 		return;
 	w->drain_deadline_ms = w->now_ms + w->st->cfg->drain_timeout_ms + 1;
 	for (size_t i = 0; i < w->n_slots; i++) {
-		struct listen_slot *s = &w->slots[i];
-
-		if (s->armed)
-			ring_cancel(&w->ring, ring_ud(s, OP_ACCEPT));
-		if (s->fd >= 0)
-			close(s->fd); /* the ring keeps its own reference until the cancel lands */
-		s->fd = -1;
+		if (w->slots[i])
+			slot_retire(w, w->slots[i]);
+		w->slots[i] = NULL;
 	}
 }
 
@@ -181,10 +244,11 @@ static void on_tick(struct worker *w)
 
 	for (c = w->conns; c; c = next) {
 		next = c->next;
+		stats_conn_flush(c);
 		conn_check_timeout(c, w->now_ms);
 	}
 	for (size_t i = 0; i < w->n_slots; i++)
-		arm_accept(w, &w->slots[i]);
+		arm_accept(w, w->slots[i]);
 	if (w->drain_deadline_ms && w->now_ms >= w->drain_deadline_ms) {
 		for (c = w->conns; c; c = next) {
 			next = c->next;
@@ -195,6 +259,19 @@ static void on_tick(struct worker *w)
 		w->stop = true;
 	else
 		arm_tick(w);
+}
+
+static void on_wake(struct worker *w, int res)
+{
+	if (atomic_load(&w->drain_req))
+		start_drain(w);
+	worker_mbox_run(w);
+	if (res < 0 && res != -EINTR && res != -EAGAIN) {
+		log_err("worker %u: wake: %s", w->id, strerror(-res));
+		if (res == -ECANCELED || res == -EBADF)
+			return; /* the ring or the eventfd is going away */
+	}
+	arm_wake(w);
 }
 
 static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
@@ -212,7 +289,7 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 		on_tick(w);
 		return;
 	case OP_WAKE:
-		start_drain(w);
+		on_wake(w, cqe->res);
 		return;
 	default:
 		conn_complete(obj, ring_ud_op(ud), cqe->res);
@@ -228,7 +305,7 @@ static void *worker_main(void *arg)
 
 	w->now_ms = worker_now_ms();
 	for (size_t i = 0; i < w->n_slots; i++)
-		arm_accept(w, &w->slots[i]);
+		arm_accept(w, w->slots[i]);
 	arm_wake(w);
 	arm_tick(w);
 	while (!w->stop) {
@@ -247,6 +324,7 @@ static void *worker_main(void *arg)
 		}
 		io_uring_cq_advance(&w->ring.uring, n);
 	}
+	worker_mbox_close(w);
 	return NULL;
 }
 
@@ -263,6 +341,7 @@ void worker_drain(struct worker *w)
 {
 	uint64_t one = 1;
 
+	atomic_store(&w->drain_req, true);
 	if (write(w->wake_fd, &one, sizeof(one)) < 0)
 		log_err("worker %u: wake: %s", w->id, strerror(errno));
 }
@@ -275,18 +354,111 @@ void worker_join(struct worker *w)
 void worker_destroy(struct worker *w)
 {
 	struct conn *c, *next;
+	struct listen_slot *s;
 
 	for (c = w->conns; c; c = next) {
 		next = c->next;
 		conn_abort(c, "shutdown");
 	}
-	for (size_t i = 0; w->slots && i < w->n_slots; i++)
-		if (w->slots[i].fd >= 0)
-			close(w->slots[i].fd);
+	if (w->ring_ok)
+		ring_exit(&w->ring); /* no completion can arrive after this */
+	for (size_t i = 0; w->slots && i < w->n_slots; i++) {
+		if (w->slots[i] && w->slots[i]->fd >= 0)
+			close(w->slots[i]->fd);
+		free(w->slots[i]);
+	}
 	free(w->slots);
+	while ((s = w->dying)) {
+		w->dying = s->next_dying;
+		free(s);
+	}
+	if (w->mbox_ok) {
+		worker_mbox_close(w);
+		pthread_mutex_destroy(&w->mbox_lock);
+	}
 	if (w->wake_fd >= 0)
 		close(w->wake_fd);
-	if (w->ring_ok)
-		ring_exit(&w->ring);
 	state_put(w->st);
+}
+
+/* ---- handlers for the mailbox (worker_msg.c calls them on this thread) ---- */
+
+/* Takes the slot of the listener named name out of the current slots, or NULL. */
+static struct listen_slot *slot_take(struct worker *w, const char *name)
+{
+	for (size_t i = 0; i < w->n_slots; i++) {
+		struct listen_slot *s = w->slots[i];
+
+		if (s && strcmp(s->l->cfg->name, name) == 0) {
+			w->slots[i] = NULL;
+			return s;
+		}
+	}
+	return NULL;
+}
+
+/* The slot for listener i of the new state: the kept one, the socket the reload opened, or, when
+ * this worker lost its socket in the meantime, one opened here. NULL when even that fails. */
+static struct listen_slot *adopt_slot(struct worker *w, struct worker_listen *wl,
+				      const struct cfg_listener *cfg)
+{
+	struct listen_slot *s = wl->keep ? slot_take(w, wl->keep) : NULL;
+	int fd = wl->fd;
+
+	wl->fd = -1;
+	if (s) {
+		if (fd >= 0)
+			close(fd);
+		return s;
+	}
+	if (fd < 0 && (fd = worker_listen_socket(cfg, NULL, 0)) < 0)
+		return NULL;
+	if (!(s = slot_new(w, fd)))
+		close(fd);
+	return s;
+}
+
+void worker_adopt(struct worker *w, struct worker_msg *m)
+{
+	struct state *st = m->adopt.st;
+	size_t n = st->cfg->n_listeners;
+	struct listen_slot **slots = calloc(n, sizeof(*slots));
+
+	if (!slots) {
+		m->ret = -ENOMEM;
+		log_err("worker %u: reload: out of memory; still serving the previous config",
+			w->id);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		slots[i] = adopt_slot(w, &m->adopt.lsn[i], st->listeners[i].cfg);
+		if (slots[i])
+			slots[i]->l = &st->listeners[i];
+		else
+			m->ret = -EADDRNOTAVAIL;
+	}
+	/* Listeners the new state does not have: stop accepting; their connections carry on. */
+	for (size_t i = 0; i < w->n_slots; i++)
+		if (w->slots[i])
+			slot_retire(w, w->slots[i]);
+	free(w->slots);
+	w->slots = slots;
+	w->n_slots = n;
+	state_put(w->st);
+	w->st = st; /* connections accepted from now on take this state */
+	m->adopt.st = NULL;
+	for (size_t i = 0; i < n; i++)
+		arm_accept(w, slots[i]);
+}
+
+void worker_drain_listener(struct worker *w, struct worker_msg *m)
+{
+	struct listen_slot *s = slot_take(w, m->drain.name);
+
+	m->ret = s ? 0 : -ENOENT;
+	if (s)
+		slot_retire(w, s);
+	for (struct conn *c = w->conns; c; c = c->next)
+		if (strcmp(c->l->cfg->name, m->drain.name) == 0)
+			m->drain.conns++;
 }

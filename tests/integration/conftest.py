@@ -76,6 +76,10 @@ class Daemon:
 
     def __init__(self, config, extra_args=(), wait=True):
         self.dir = tempfile.mkdtemp(prefix="ktlsd-it-")
+        if "control" not in config:  # one control socket per daemon, never the system's
+            config = dict(config, control={"socket": os.path.join(self.dir, "ctl.sock")})
+        self.ctl_path = config["control"]["socket"]
+        self.config = config
         self.config_path = os.path.join(FIX, "it-%d-%d.json" % (os.getpid(), id(self)))
         with open(self.config_path, "w") as f:
             json.dump(config, f, indent=1)

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from conftest import (FIX, KTLSD, Backend, client_context, fixture, free_port, https_get,
+from conftest import (FIX, KTLSD, TOP, Backend, client_context, fixture, free_port, https_get,
                       tls_config, wait_port)
 
 
@@ -84,14 +84,14 @@ def test_tcp_listener_forwards_plain_bytes_both_ways(backend, daemon_factory):
             reply += chunk
     assert reply.split(b"\r\n\r\n")[1].split() == [hashlib.sha256(body).hexdigest().encode(),
                                                    str(len(body)).encode()]
-    d.wait_log("listener=plain sni=- cert=- proto=- cipher=- alpn=- tier=userspace")
+    d.wait_log("listener=plain sni=- cert=- proto=- cipher=- alpn=- client=\"-\" tier=userspace")
 
 
 def test_ipv6_listener_and_backend(daemon_factory):
     b = Backend.__new__(Backend)
     b.port = free_port()
-    b.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(os.path.dirname(KTLSD), "..",
-                               "tools", "demo_backend.py"), "--bind", "::1", str(b.port)],
+    b.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(TOP, "tools", "demo_backend.py"),
+                               "--bind", "::1", str(b.port)],
                               stderr=subprocess.DEVNULL)
     wait_port(b.port, host="::1", proc=b.proc)
     try:

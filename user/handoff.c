@@ -1,0 +1,75 @@
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "datapath.h"
+#include "handoff.h"
+#include "ktls.h"
+#include "log.h"
+#include "state.h"
+
+static enum handoff_result stay(struct conn *c, const char *why)
+{
+	c->tier_note = why;
+	return HANDOFF_USERSPACE;
+}
+
+enum handoff_result handoff_try(struct conn *c)
+{
+	enum ktls_state kstate = KTLS_STATE_PLAIN;
+	struct ktls_keys keys;
+	struct ktls_seq seq;
+	char why[256];
+	int r;
+
+	if (!c->ktls_candidate || !c->ssl)
+		return stay(c, NULL);
+	if (!ktls_cipher_supported(c->ssl))
+		return stay(c, "cipher not offloadable to kTLS");
+	/* Our last handshake records (TLS 1.2: CCS and Finished) must be on the wire before the
+	 * kernel starts numbering records. */
+	if (buf_len(&c->cout) || c->cout.pins) {
+		conn_post_send(c, true);
+		return HANDOFF_WAIT;
+	}
+	/* The client's handshake was read record by record, so nothing of its application data
+	 * can be in userspace; if something is, the kernel could not see it: stay. */
+	if (buf_len(&c->cin) || !record_aligned(&c->rx_rec) || SSL_has_pending(c->ssl))
+		return stay(c, "client data already read into userspace");
+	if ((r = ktls_capture_seq(c->ssl, &seq)) < 0)
+		return stay(c, r == -ESTALE ? "keys changed after the handshake"
+					    : "record sequence unknown");
+	if (ktls_derive(c->ssl, &keys) < 0)
+		return stay(c, "key derivation failed");
+	/* TLS 1.2 GCM/CCM: continue OpenSSL's explicit nonces rather than restart them. */
+	if (keys.version == TLS1_2_VERSION && keys.cipher != KTLS_CHACHA20_POLY1305 &&
+	    c->tx_rec.after_ccs > 0)
+		ktls_keys_follow_tls12_nonce(&keys, c->tx_rec.last8);
+	if (dp_splice_attach(c) < 0) {
+		ktls_keys_wipe(&keys);
+		return stay(c, "cannot create splice pipes");
+	}
+	r = ktls_install(c->cfd, &keys, &seq, 0, &kstate, why, sizeof(why));
+	ktls_keys_wipe(&keys);
+	if (r < 0) {
+		log_warn("conn peer=%s listener=%s: kTLS: %s", c->peer_text, c->l->cfg->name, why);
+		dp_splice.release(c);
+		if (kstate == KTLS_STATE_PLAIN)
+			return stay(c, "kTLS install failed (see warning)");
+		conn_close(c, "kTLS install failed half-way");
+		return HANDOFF_FATAL;
+	}
+	/* From here nothing may fail: the kernel owns the session. */
+	c->dp = &dp_splice;
+	return HANDOFF_DONE;
+}
+
+void handoff_release(struct conn *c)
+{
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+	buf_release(&c->cin);
+	buf_release(&c->cout);
+	buf_release(&c->bin);
+	buf_release(&c->bout);
+}

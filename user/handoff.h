@@ -1,0 +1,22 @@
+/* handoff — moves a connection whose handshake is done from OpenSSL to kernel TLS: waits for our
+ * last handshake bytes to leave, checks that nothing of the client's is buffered in userspace,
+ * derives and installs the keys (ktls.c), frees every OpenSSL object and buffer, and attaches the
+ * ktls-splice tier. */
+#ifndef KTLSD_HANDOFF_H
+#define KTLSD_HANDOFF_H
+
+#include "conn.h"
+
+enum handoff_result {
+	HANDOFF_DONE,	   /* the kernel has the session; c->dp is dp_splice; call handoff_release */
+	HANDOFF_WAIT,	   /* our output is still draining: call again on the next pump */
+	HANDOFF_USERSPACE, /* stay on the userspace tier; c->tier_note says why */
+	HANDOFF_FATAL,	   /* the socket is half-configured: the connection is closing */
+};
+
+enum handoff_result handoff_try(struct conn *c);
+/* After HANDOFF_DONE (and the handshake log line, which still reads the SSL): frees the SSL and
+ * every userspace buffer. The connection holds no OpenSSL object or record buffer after this. */
+void handoff_release(struct conn *c);
+
+#endif

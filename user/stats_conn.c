@@ -1,0 +1,77 @@
+/* stats_conn — what a connection contributes to the counters of stats.h, and the details `ktlsctl
+ * connections` shows after the SSL is gone (kernel handoff). Runs on the connection's worker. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "state.h"
+#include "stats.h"
+
+#define REASON_MAX 80
+
+/* OpenSSL's "error:0A0000C1:SSL routines::no shared cipher" → "no shared cipher": the reason
+ * names are a fixed set, so they make bounded metric labels. */
+static void reason_text(const char *result, char *out, size_t len)
+{
+	const char *r = result;
+
+	if (strncmp(result, "error:", 6) == 0 && strrchr(result, ':'))
+		r = strrchr(result, ':') + 1;
+	snprintf(out, len, "%s", *r ? r : result);
+}
+
+static enum stats_hs classify(const struct conn *c, const char *result)
+{
+	if (strcmp(result, "ok") == 0 || (c->ssl && SSL_is_init_finished(c->ssl)))
+		return STATS_HS_OK;
+	if (strcmp(result, "handshake timeout") == 0)
+		return STATS_HS_TIMEOUT;
+	if (strncmp(result, "error:", 6) == 0 || strncmp(result, "SSL error", 9) == 0)
+		return STATS_HS_FAILED;
+	return STATS_HS_ABORTED; /* the client closed or reset, shutdown, out of memory */
+}
+
+void stats_conn_logged(struct conn *c, const char *result)
+{
+	struct stats_listener *sl = c->l->stats;
+	const char *sni;
+	char reason[REASON_MAX];
+	enum stats_hs r;
+
+	c->tier = (uint8_t)stats_tier_by_name(c->dp ? c->dp->name : NULL);
+	stats_conn_tier(sl, (enum stats_tier)c->tier);
+	if (!result)
+		result = "closed";
+	if (strcmp(result, "backend-unreachable") == 0)
+		atomic_fetch_add_explicit(&sl->backend_failures, 1, memory_order_relaxed);
+	if (c->ssl) {
+		sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+		if (sni && !c->sni)
+			c->sni = strdup(sni); /* NULL when out of memory: shown as no SNI */
+		if (SSL_is_init_finished(c->ssl)) {
+			c->version = SSL_get_version(c->ssl);
+			c->cipher = SSL_get_cipher_name(c->ssl);
+		}
+	}
+	if (c->l->cfg->protocol != CFG_PROTO_TLS)
+		return;
+	r = classify(c, result);
+	reason_text(result, reason, sizeof(reason));
+	stats_handshake(sl, r, c->hs_ms * 1000, r == STATS_HS_OK ? NULL : reason);
+}
+
+void stats_conn_flush(struct conn *c)
+{
+	stats_bytes(c->l->stats, c->bytes_c2b - c->acct_c2b, c->bytes_b2c - c->acct_b2c);
+	c->acct_c2b = c->bytes_c2b;
+	c->acct_b2c = c->bytes_b2c;
+}
+
+void stats_conn_freed(struct conn *c)
+{
+	stats_conn_flush(c);
+	stats_conn_closed(c->l->stats, (enum stats_tier)c->tier);
+	free(c->sni);
+	c->sni = NULL;
+}

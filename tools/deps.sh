@@ -4,7 +4,7 @@
 #   deps.sh check     install only what is missing (as root), or say what to install
 set -eu
 
-PKGS="build-essential pkg-config libssl-dev liburing-dev libjansson-dev libcmocka-dev \
+PKGS="build-essential pkg-config libssl-dev liburing-dev libjansson-dev libcmocka-dev libgnutls28-dev \
 libbpf-dev bpftool clang llvm openssl curl gnutls-bin python3 python3-pytest \
 qemu-system-x86 busybox-static cpio kmod xz-utils zstd iproute2"
 

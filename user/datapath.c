@@ -75,9 +75,17 @@ void datapath_check(const struct config *cfg, const struct datapath_caps *caps,
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct cfg_listener *l = &cfg->listeners[i];
 
+		/* Features the config describes but this build does not carry out are refused,
+		 * never ignored: a user asking for TLS to the backend must not get plaintext. */
 		if (l->protocol == CFG_PROTO_PASSTHROUGH)
 			config_errors_add(errs, "%s: listeners[%zu].protocol: \"tls-passthrough\" is "
 						"not available in this build", cfg->path, i);
+		if (l->backend_tls.enabled)
+			config_errors_add(errs, "%s: listeners[%zu].backend_tls.enabled: TLS towards "
+						"backends is not available in this build", cfg->path, i);
+		if (l->proxy_protocol != CFG_PROXY_OFF)
+			config_errors_add(errs, "%s: listeners[%zu].proxy_protocol: the PROXY protocol "
+						"is not available in this build", cfg->path, i);
 		if (!caps->tier[l->datapath])
 			config_errors_add(errs, "%s: listeners[%zu].datapath: \"%s\" is not "
 						"available: %s", cfg->path, i,

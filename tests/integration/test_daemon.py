@@ -167,3 +167,17 @@ def test_sigterm_drains_then_exits(backend, daemon_factory):
     assert got >= (32 << 20) - 1000
     assert d.proc.wait(10) == 0
     d.wait_log("drained; exiting")
+
+
+def test_features_not_built_are_refused_not_ignored(tmp_path):
+    """A config asking for backend TLS or the PROXY protocol must not start and silently send
+    plaintext without a header."""
+    for extra, needle in [({"backend_tls": {"enabled": True, "verify": False}},
+                           "listeners[0].backend_tls.enabled: TLS towards backends is not available"),
+                          ({"proxy_protocol": "v2"},
+                           "listeners[0].proxy_protocol: the PROXY protocol is not available")]:
+        cfg = tls_config(["127.0.0.1:1"], **extra)
+        cfg["certificates"]["ec"] = {"cert": fixture("server-ec.chain.pem"),
+                                     "key": fixture("server-ec.key")}
+        rc, out, _ = check(cfg, tmp_path)
+        assert rc != 0 and needle in out, out

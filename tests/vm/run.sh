@@ -47,6 +47,8 @@ ktlsd_build="$(realpath -m "$ktlsd_build")"
 
 echo "run.sh: building $build_dir/ktls_probe"
 "${CC:-cc}" -O2 -Wall -Wextra -Werror -o "$build_dir/ktls_probe" tests/vm/ktls_probe.c
+echo "run.sh: building $build_dir/gnutls_client"
+"${CC:-cc}" -O2 -Wall -Wextra -Werror -o "$build_dir/gnutls_client" tests/vm/gnutls_client.c -lgnutls
 
 files=(-f tests/vm/suite.sh -f tests/vm/guest)
 # shellcheck disable=SC2016 # the vm-files lines hold the literal names, replaced here
@@ -55,12 +57,24 @@ while read -r path; do
 	files+=(-f "${path//'$KTLSD_BUILD'/$ktlsd_build}")
 done < <(sed -n 's/^# vm-files://p' tests/vm/guest/*.sh | tr -s ' \t' '\n' | sed '/^$/d')
 
-passed=0 failed=0 skipped=0
+# The kernels boot in parallel, one QEMU (one vCPU) per host core; each one's console goes to
+# its own file and is printed whole when it is done.
+pids=()
 for kernel in "${kernels[@]}"; do
-	echo "run.sh: ===== kernel $kernel"
-	status=0
 	tests/vm/vm.sh -k "$kernel" -b "$build_dir" -t "$timeout_s" -e "VMTEST_BUILD=$build_dir" \
-		-e "KTLSD_BUILD=$ktlsd_build" "${files[@]}" -- sh tests/vm/suite.sh || status=$?
+		-e "KTLSD_BUILD=$ktlsd_build" -e "VMTEST_MIB=${VMTEST_MIB:-64}" \
+		-e "VMTEST_ONLY=${VMTEST_ONLY:-}" "${files[@]}" -- sh tests/vm/suite.sh \
+		>"$build_dir/run-$kernel.out" 2>&1 &
+	pids+=($!)
+done
+
+passed=0 failed=0 skipped=0
+for i in "${!kernels[@]}"; do
+	kernel="${kernels[$i]}"
+	status=0
+	wait "${pids[$i]}" || status=$?
+	echo "run.sh: ===== kernel $kernel"
+	cat "$build_dir/run-$kernel.out"
 	if [[ $status -eq 77 ]]; then
 		skipped=$((skipped + 1))
 		continue

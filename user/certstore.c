@@ -12,32 +12,11 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "errmsg.h"
 #include "certstore_int.h"
 
 #define PEM_MAX_BYTES (16u << 20)
 
-static void __attribute__((format(printf, 3, 4)))
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* OpenSSL's reason for the first (innermost, most specific) error; empties the queue. */
-static const char *ossl_reason(char *buf, size_t len)
-{
-	unsigned long e = ERR_peek_error();
-	const char *r = e ? ERR_reason_error_string(e) : NULL;
-
-	snprintf(buf, len, "%s", r ? r : "unknown OpenSSL error");
-	ERR_clear_error();
-	return buf;
-}
 
 /* A password callback that refuses: nothing ever prompts on the terminal, and *u records that a
  * password was wanted (an encrypted key). */
@@ -64,12 +43,12 @@ int certstore_pem_read_file(const char *path, const char *tool, BIO **out, char 
 	f = fopen(path, "re");
 	if (!f || fstat(fileno(f), &st) < 0) {
 		ret = -errno;
-		seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		errmsg_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		goto cleanup;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		ret = -EINVAL;
-		seterr(err, errlen, "%s: not a regular file", path);
+		errmsg_set(err, errlen, "%s: not a regular file", path);
 		goto cleanup;
 	}
 	for (;;) {
@@ -80,7 +59,7 @@ int certstore_pem_read_file(const char *path, const char *tool, BIO **out, char 
 
 			if (cap >= PEM_MAX_BYTES) {
 				ret = -EFBIG;
-				seterr(err, errlen, "%s: larger than 16 MiB", path);
+				errmsg_set(err, errlen, "%s: larger than 16 MiB", path);
 				goto cleanup;
 			}
 			cap = cap ? cap * 2 : 16384;
@@ -98,23 +77,23 @@ int certstore_pem_read_file(const char *path, const char *tool, BIO **out, char 
 	}
 	if (ferror(f)) {
 		ret = -EIO;
-		seterr(err, errlen, "%s: read error", path);
+		errmsg_set(err, errlen, "%s: read error", path);
 		goto cleanup;
 	}
 	if (len == 0) {
 		ret = -EINVAL;
-		seterr(err, errlen, "%s: empty file", path);
+		errmsg_set(err, errlen, "%s: empty file", path);
 		goto cleanup;
 	}
 	if (!memmem(data, len, "-----BEGIN ", 11)) {
 		ret = -EINVAL;
 		if (data[0] == 0x30) /* an ASN.1 SEQUENCE: DER */
-			seterr(err, errlen,
+			errmsg_set(err, errlen,
 			       "%s: not a PEM file (it looks like DER; convert it with: openssl %s "
 			       "-inform DER -in %s -out NEW.pem)",
 			       path, tool, path);
 		else
-			seterr(err, errlen, "%s: not a PEM file (no \"-----BEGIN\" line)", path);
+			errmsg_set(err, errlen, "%s: not a PEM file (no \"-----BEGIN\" line)", path);
 		goto cleanup;
 	}
 	/* secmem: the buffer is wiped when freed, which matters for keys. */
@@ -164,14 +143,14 @@ static int read_certs(struct certstore_cert *c, const char *path, char *err, siz
 	}
 	if (!pem_at_end()) {
 		ret = -EINVAL;
-		seterr(err, errlen, "%s: certificate #%d is malformed (%s)", path, n + 1,
-		       ossl_reason(why, sizeof(why)));
+		errmsg_set(err, errlen, "%s: certificate #%d is malformed (%s)", path, n + 1,
+		       errmsg_ossl_reason(why, sizeof(why)));
 		goto cleanup;
 	}
 	ERR_clear_error();
 	if (!c->leaf) {
 		ret = -EINVAL;
-		seterr(err, errlen,
+		errmsg_set(err, errlen,
 		       "%s: no certificate found (expected a "
 		       "\"-----BEGIN CERTIFICATE-----\" block)",
 		       path);
@@ -199,7 +178,7 @@ static int read_key(struct certstore_cert *c, const char *path, char *err, size_
 		encrypted = true;
 	} else if (!memmem(p, len, "PRIVATE KEY-----", 16)) {
 		ret = -EINVAL;
-		seterr(err, errlen,
+		errmsg_set(err, errlen,
 		       "%s: no private key found (expected a "
 		       "\"-----BEGIN PRIVATE KEY-----\" block)",
 		       path);
@@ -214,15 +193,15 @@ static int read_key(struct certstore_cert *c, const char *path, char *err, size_
 		EVP_PKEY_free(c->key);
 		c->key = NULL;
 		ERR_clear_error();
-		seterr(err, errlen,
+		errmsg_set(err, errlen,
 		       "%s: private key is encrypted (only unencrypted PEM keys are supported; "
 		       "decrypt it with: openssl pkey -in %s -out NEW.key)",
 		       path, path);
 	} else if (!c->key) {
 		ret = -EINVAL;
-		seterr(err, errlen,
+		errmsg_set(err, errlen,
 		       "%s: cannot decode the private key (malformed or unsupported: %s)", path,
-		       ossl_reason(why, sizeof(why)));
+		       errmsg_ossl_reason(why, sizeof(why)));
 	}
 cleanup:
 	BIO_free(bio);
@@ -237,7 +216,7 @@ static int classify_key(struct certstore_cert *c, char *err, size_t errlen)
 
 	if (!pub) {
 		ERR_clear_error();
-		seterr(err, errlen, "%s: cannot decode the certificate's public key", c->path);
+		errmsg_set(err, errlen, "%s: cannot decode the certificate's public key", c->path);
 		return -EINVAL;
 	}
 	c->bits = EVP_PKEY_get_bits(pub);
@@ -250,7 +229,7 @@ static int classify_key(struct certstore_cert *c, char *err, size_t errlen)
 	if (id != EVP_PKEY_EC) {
 		const char *t = EVP_PKEY_get0_type_name(pub);
 
-		seterr(err, errlen, "%s: %s keys are not supported (use RSA or ECDSA)", c->path,
+		errmsg_set(err, errlen, "%s: %s keys are not supported (use RSA or ECDSA)", c->path,
 		       t ? t : "this type of");
 		return -ENOTSUP;
 	}
@@ -269,7 +248,7 @@ static int classify_key(struct certstore_cert *c, char *err, size_t errlen)
 		break;
 	default:
 		ERR_clear_error();
-		seterr(err, errlen,
+		errmsg_set(err, errlen,
 		       "%s: ECDSA curve %s is not supported (use P-256, P-384 or P-521: TLS 1.3 "
 		       "cannot sign with others)",
 		       c->path, group[0] ? group : "(unnamed)");
@@ -287,7 +266,7 @@ static int check_key_matches(struct certstore_cert *c, const char *key_path, cha
 	ERR_clear_error();
 	for (int i = 0; i < sk_X509_num(c->chain); i++) {
 		if (X509_check_private_key(sk_X509_value(c->chain, i), c->key) == 1) {
-			seterr(err, errlen,
+			errmsg_set(err, errlen,
 			       "%s: private key matches certificate #%d of %s, not the "
 			       "first: put the server certificate first, then its "
 			       "intermediates",
@@ -296,7 +275,7 @@ static int check_key_matches(struct certstore_cert *c, const char *key_path, cha
 		}
 		ERR_clear_error();
 	}
-	seterr(err, errlen, "%s: private key does not match certificate %s", key_path, c->path);
+	errmsg_set(err, errlen, "%s: private key does not match certificate %s", key_path, c->path);
 	return -EINVAL;
 }
 
@@ -424,7 +403,7 @@ int certstore_cert_load(const char *cert_path, const char *key_path, struct cert
 	ret = 0;
 cleanup:
 	if (ret == -ENOMEM)
-		seterr(err, errlen, "%s: out of memory", cert_path);
+		errmsg_set(err, errlen, "%s: out of memory", cert_path);
 	certstore_cert_free(c);
 	return ret;
 }
@@ -472,13 +451,13 @@ int certstore_cert_check_ctx(SSL_CTX *ctx, const struct certstore_cert *c, char 
 
 	if (!ssl) {
 		ERR_clear_error();
-		seterr(err, errlen, "%s: out of memory", c->path);
+		errmsg_set(err, errlen, "%s: out of memory", c->path);
 		return -ENOMEM;
 	}
 	if (certstore_apply(ssl, c) < 0) {
 		ret = -EINVAL;
-		seterr(err, errlen, "%s: refused by the listener's TLS settings (%s)", c->path,
-		       ossl_reason(why, sizeof(why)));
+		errmsg_set(err, errlen, "%s: refused by the listener's TLS settings (%s)", c->path,
+		       errmsg_ossl_reason(why, sizeof(why)));
 	}
 	SSL_free(ssl);
 	return ret;

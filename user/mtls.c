@@ -11,33 +11,12 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "errmsg.h"
 #include "certstore.h"
 #include "mtls.h"
 
 #define MTLS_MAX_DEPTH 100
 
-static void __attribute__((format(printf, 3, 4)))
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* OpenSSL's reason for the first (innermost, most specific) error; empties the queue. */
-static const char *ossl_reason(char *buf, size_t len)
-{
-	unsigned long e = ERR_peek_error();
-	const char *r = e ? ERR_reason_error_string(e) : NULL;
-
-	snprintf(buf, len, "%s", r ? r : "unknown OpenSSL error");
-	ERR_clear_error();
-	return buf;
-}
 
 static bool pem_at_end(void)
 {
@@ -116,13 +95,13 @@ static int load_cas(const char *path, BIO *bio, X509_STORE *store, STACK_OF(X509
 		}
 	}
 	if (!pem_at_end()) {
-		seterr(err, errlen, "%s: certificate #%d is malformed (%s)", path, n + 1,
-		       ossl_reason(why, sizeof(why)));
+		errmsg_set(err, errlen, "%s: certificate #%d is malformed (%s)", path, n + 1,
+		       errmsg_ossl_reason(why, sizeof(why)));
 		return -EINVAL;
 	}
 	ERR_clear_error();
 	if (n == 0) {
-		seterr(err, errlen,
+		errmsg_set(err, errlen,
 		       "%s: no CA certificate found (expected \"-----BEGIN CERTIFICATE-----\" "
 		       "blocks)",
 		       path);
@@ -160,13 +139,13 @@ static int load_crls(const char *path, const char *ca_path, BIO *bio, X509_STORE
 		n++;
 		name_text(X509_CRL_get_issuer(crl), who, sizeof(who));
 		if (!find_issuer(cas, crl)) {
-			seterr(err, errlen,
+			errmsg_set(err, errlen,
 			       "%s: CRL #%d is from \"%s\", which is not a CA of %s (or its "
 			       "signature does not verify with that CA's key)",
 			       path, n, who, ca_path);
 			ret = -EINVAL;
 		} else if (next && X509_cmp_current_time(next) < 0) {
-			seterr(err, errlen,
+			errmsg_set(err, errlen,
 			       "%s: CRL #%d from \"%s\" is out of date (past its "
 			       "nextUpdate): every client certificate of that CA would be "
 			       "refused; publish a new CRL",
@@ -180,13 +159,13 @@ static int load_crls(const char *path, const char *ca_path, BIO *bio, X509_STORE
 			return ret;
 	}
 	if (!pem_at_end()) {
-		seterr(err, errlen, "%s: CRL #%d is malformed (%s)", path, n + 1,
-		       ossl_reason(why, sizeof(why)));
+		errmsg_set(err, errlen, "%s: CRL #%d is malformed (%s)", path, n + 1,
+		       errmsg_ossl_reason(why, sizeof(why)));
 		return -EINVAL;
 	}
 	ERR_clear_error();
 	if (n == 0) {
-		seterr(err, errlen,
+		errmsg_set(err, errlen,
 		       "%s: no CRL found (expected \"-----BEGIN X509 CRL-----\" blocks)", path);
 		return -EINVAL;
 	}
@@ -236,16 +215,16 @@ int mtls_configure(SSL_CTX *ctx, enum mtls_mode mode, const char *ca_file, const
 		return 0;
 	}
 	if (mode != MTLS_MODE_OPTIONAL && mode != MTLS_MODE_REQUIRED) {
-		seterr(err, errlen, "unknown client_auth mode %d", (int)mode);
+		errmsg_set(err, errlen, "unknown client_auth mode %d", (int)mode);
 		return -EINVAL;
 	}
 	if (!ca_file) {
-		seterr(err, errlen, "client_auth mode \"%s\" needs a CA file",
+		errmsg_set(err, errlen, "client_auth mode \"%s\" needs a CA file",
 		       mtls_mode_name(mode));
 		return -EINVAL;
 	}
 	if (depth > MTLS_MAX_DEPTH) {
-		seterr(err, errlen, "client_auth depth %d is more than %d", depth, MTLS_MAX_DEPTH);
+		errmsg_set(err, errlen, "client_auth depth %d is more than %d", depth, MTLS_MAX_DEPTH);
 		return -EINVAL;
 	}
 	ret = -ENOMEM;
@@ -291,7 +270,7 @@ int mtls_configure(SSL_CTX *ctx, enum mtls_mode mode, const char *ca_file, const
 	ret = 0;
 cleanup:
 	if (ret == -ENOMEM)
-		seterr(err, errlen, "%s: out of memory", ca_file);
+		errmsg_set(err, errlen, "%s: out of memory", ca_file);
 	X509_STORE_free(store);
 	sk_X509_NAME_pop_free(names, X509_NAME_free);
 	sk_X509_pop_free(cas, X509_free);

@@ -6,14 +6,22 @@
 #include <unistd.h>
 
 #include "datapath.h"
+#include "err.h"
+#include "ktls.h"
 #include "log.h"
 
-/* TCP_ULP "tls" needs a connected socket: make one over loopback and try. */
-static int probe_tls_ulp(void)
+/* Tries the kernel's TLS on a connected loopback socket (TCP_ULP needs an established one): with
+ * cipher KTLS_CIPHER_NONE only the ULP, else the ULP and TLS_TX with a throwaway key, through the
+ * same ktls_install() connections use. Returns 0 or a negative errno. */
+static int probe_ktls(enum ktls_cipher cipher)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct ktls_keys keys = { .version = TLS1_3_VERSION, .cipher = cipher };
+	struct ktls_seq seq = { 0 };
+	enum ktls_state state;
 	socklen_t alen = sizeof(a);
 	int lfd = -1, cfd = -1, afd = -1, ret = 0;
+	char why[256];
 
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -22,8 +30,10 @@ static int probe_tls_ulp(void)
 	    connect(cfd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
 	    (afd = accept(lfd, NULL, NULL)) < 0)
 		ret = -errno;
-	else if (setsockopt(cfd, IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")) < 0)
-		ret = -errno;
+	else if (cipher == KTLS_CIPHER_NONE)
+		ret = setsockopt(cfd, IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")) < 0 ? -errno : 0;
+	else
+		ret = ktls_install(cfd, &keys, &seq, KTLS_INSTALL_TX_ONLY, &state, why, sizeof(why));
 	if (lfd >= 0)
 		close(lfd);
 	if (cfd >= 0)
@@ -37,15 +47,34 @@ static struct datapath_caps current;
 
 void datapath_probe(struct datapath_caps *caps)
 {
-	int r = probe_tls_ulp();
+	static const enum ktls_cipher ciphers[] = { KTLS_AES_GCM_128, KTLS_AES_GCM_256,
+						    KTLS_CHACHA20_POLY1305 };
+	char have[128] = "";
+	int r = probe_ktls(KTLS_CIPHER_NONE);
 
 	memset(caps, 0, sizeof(*caps));
+	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(ciphers); i++) {
+		int rc = probe_ktls(ciphers[i]);
+
+		if (rc == 0) {
+			caps->ktls_ciphers |= 1u << ciphers[i];
+			snprintf(have + strlen(have), sizeof(have) - strlen(have), "%s%s",
+				 have[0] ? ", " : "", ktls_cipher_name(ciphers[i]));
+		} else {
+			log_warn("datapath: the kernel's TLS cannot use %s (%s): such connections "
+				 "stay in userspace", ktls_cipher_name(ciphers[i]), strerror(-rc));
+		}
+	}
+	if (r == 0 && !caps->ktls_ciphers)
+		r = -ENOPROTOOPT;
 	caps->tier[CFG_DP_AUTO] = true;
 	caps->tier[CFG_DP_USERSPACE] = true;
 	caps->tier[CFG_DP_KTLS_SPLICE] = r == 0;
 	if (r < 0)
 		snprintf(caps->why[CFG_DP_KTLS_SPLICE], sizeof(caps->why[0]),
-			 "the kernel has no TLS ULP (setsockopt TCP_ULP \"tls\": %s%s)", strerror(-r),
+			 r == -ENOPROTOOPT ? "the kernel's TLS supports none of the AEAD ciphers%s%s"
+					   : "the kernel has no TLS ULP (setsockopt TCP_ULP \"tls\": %s%s)",
+			 r == -ENOPROTOOPT ? "" : strerror(-r),
 			 r == -ENOENT ? "; CONFIG_TLS is off or the tls module is not loaded" : "");
 	/* Measured on 6.1 and 6.12 (docs/datapath.md): a socket with the TLS ULP cannot join a
 	 * sockmap, and one in a sockmap cannot take TLS keys. */
@@ -55,12 +84,17 @@ void datapath_probe(struct datapath_caps *caps)
 	snprintf(caps->why[CFG_DP_SOCKMAP], sizeof(caps->why[0]),
 		 "this build has no BPF sockmap datapath yet");
 	if (r == 0)
-		log_info("datapath: kTLS available: tls listeners hand sessions to the kernel "
-			 "(ktls-splice) when the negotiated cipher allows it");
+		log_info("datapath: kTLS available (%s): tls listeners hand sessions to the kernel "
+			 "(ktls-splice) when the negotiated cipher allows it", have);
 	else
 		log_info("datapath: kTLS not used: %s; tls listeners forward in userspace",
 			 caps->why[CFG_DP_KTLS_SPLICE]);
 	current = *caps;
+}
+
+bool datapath_ktls_cipher_ok(enum ktls_cipher c)
+{
+	return current.ktls_ciphers & (1u << c);
 }
 
 bool datapath_ktls_allowed(const struct cfg_listener *l)

@@ -7,15 +7,19 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "ktls.h"
 
 struct datapath_caps {
 	bool tier[CFG_DP_SOCKMAP + 1]; /* indexed by enum cfg_datapath */
 	char why[CFG_DP_SOCKMAP + 1][160]; /* why a tier is unavailable */
+	unsigned ktls_ciphers;		   /* 1 << enum ktls_cipher the kernel accepted */
 };
 
 /* Probes the kernel (TCP_ULP "tls" on a loopback socket), fills caps and keeps a copy for
  * datapath_ktls_allowed(). Called once at startup, before any worker runs. */
 void datapath_probe(struct datapath_caps *caps);
+/* True when the startup probe installed this cipher in the kernel's TLS. */
+bool datapath_ktls_cipher_ok(enum ktls_cipher c);
 /* True when connections of this listener may be handed to kernel TLS (kernel support and the
  * listener's "datapath" both allow it). */
 bool datapath_ktls_allowed(const struct cfg_listener *l);

@@ -26,6 +26,8 @@ enum handoff_result handoff_try(struct conn *c)
 		return stay(c, NULL);
 	if (!ktls_cipher_supported(c->ssl))
 		return stay(c, "cipher not offloadable to kTLS");
+	if (!datapath_ktls_cipher_ok(ktls_cipher_of(c->ssl)))
+		return stay(c, "the kernel's TLS lacks this cipher");
 	/* Our last handshake records (TLS 1.2: CCS and Finished) must be on the wire before the
 	 * kernel starts numbering records. */
 	if (buf_len(&c->cout) || c->cout.pins) {

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "mtls.h"
 #include "policy.h"
+#include "proxyproto.h"
 #include "state.h"
 #include "stats.h"
 #include "tlsctx.h"
@@ -241,8 +242,51 @@ static void connect_next(struct conn *c)
 	c->attempt++;
 }
 
+/* The PROXY header goes first to the backend: it is put in the (still empty) buffer of bytes for
+ * the backend, which the tiers send before anything else. */
+static int queue_proxy_header(struct conn *c)
+{
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	struct proxyproto_info info = { .src = &c->peer, .dst = &local, .tls = c->ssl != NULL };
+	const unsigned char *alpn = NULL;
+	unsigned alpn_len = 0;
+	char alpn_buf[256], cn[256];
+	struct buf *b = c->b_tx;
+	int n;
+
+	if (getsockname(c->cfd, (struct sockaddr *)&local, &llen) < 0)
+		memset(&local, 0, sizeof(local));
+	if (c->ssl) {
+		SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+		if (alpn_len) {
+			snprintf(alpn_buf, sizeof(alpn_buf), "%.*s", (int)alpn_len, alpn);
+			info.alpn = alpn_buf;
+		}
+		info.sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+		info.version = SSL_get_version(c->ssl);
+		info.cipher = SSL_get_cipher_name(c->ssl);
+		if (mtls_peer_cn(c->ssl, cn, sizeof(cn)) == 0) {
+			info.client_cn = cn;
+			info.client_cert_verified = SSL_get_verify_result(c->ssl) == X509_V_OK;
+		}
+	}
+	if (buf_ready(b) < 0 || buf_space(b) < PROXYPROTO_MAX)
+		return -ENOMEM;
+	n = proxyproto_encode(c->l->cfg->proxy_protocol == CFG_PROXY_V1 ? 1 : 2, &info,
+			      b->data + b->tail);
+	if (n < 0)
+		return n;
+	b->tail += (uint32_t)n;
+	return 0;
+}
+
 static void start_forwarding(struct conn *c)
 {
+	if (c->l->cfg->proxy_protocol != CFG_PROXY_OFF && queue_proxy_header(c) < 0) {
+		conn_close(c, "cannot build the PROXY header");
+		return;
+	}
 	c->phase = CONN_FORWARDING;
 	c->dp = NULL; /* chosen by choose_tier() on the next pump */
 	c->active_ms = c->w->now_ms;

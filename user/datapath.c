@@ -117,9 +117,7 @@ void datapath_check(const struct config *cfg, const struct datapath_caps *caps,
 		if (l->backend_tls.enabled)
 			config_errors_add(errs, "%s: listeners[%zu].backend_tls.enabled: TLS towards "
 						"backends is not available in this build", cfg->path, i);
-		if (l->proxy_protocol != CFG_PROXY_OFF)
-			config_errors_add(errs, "%s: listeners[%zu].proxy_protocol: the PROXY protocol "
-						"is not available in this build", cfg->path, i);
+
 		if (!caps->tier[l->datapath])
 			config_errors_add(errs, "%s: listeners[%zu].datapath: \"%s\" is not "
 						"available: %s", cfg->path, i,

@@ -34,6 +34,11 @@ enum handoff_result handoff_try(struct conn *c)
 		conn_post_send(c, true);
 		return HANDOFF_WAIT;
 	}
+	/* Likewise the PROXY header to the backend: it must precede every spliced byte. */
+	if (buf_len(&c->bout) || c->bout.pins) {
+		conn_post_send(c, false);
+		return HANDOFF_WAIT;
+	}
 	/* The client's handshake was read record by record, so nothing of its application data
 	 * can be in userspace; if something is, the kernel could not see it: stay. */
 	if (buf_len(&c->cin) || !record_aligned(&c->rx_rec) || SSL_has_pending(c->ssl))

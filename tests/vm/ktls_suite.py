@@ -135,6 +135,10 @@ def config(ctl):
     listeners.append({"name": "sink", "bind": "127.0.0.1:%d" % (PORT0 + 10),
                       "security_policy": "tls13-aes128", "certificates": ["ec"],
                       "backend": "sink", "datapath": "ktls-splice" if KTLS else "auto"})
+    listeners.append({"name": "proxy", "bind": "127.0.0.1:%d" % (PORT0 + 12),
+                      "security_policy": "tls13-aes128", "certificates": ["ec"],
+                      "backend": "sink", "proxy_protocol": "v1",
+                      "datapath": "ktls-splice" if KTLS else "auto"})
     policies["cbc"] = {"versions": ["TLSv1.2"], "ciphers": ["ECDHE-ECDSA-AES128-SHA256"]}
     listeners.append({"name": "cbc", "bind": "127.0.0.1:%d" % (PORT0 + 11),
                       "security_policy": "cbc", "certificates": ["ec"], "backend": "app"})
@@ -304,6 +308,24 @@ def main():
                 while chunk := s.recv(65536):
                     reply += chunk
         assert reply.decode() == "%s %d" % (hashlib.sha256(data).hexdigest(), len(data))
+    ktls_conns += 1
+
+    @check("a PROXY v1 header reaches the backend before the client's bytes (%s tier)" % TIER)
+    def _():
+        data = os.urandom(1 << 20)
+        with socket.create_connection(("127.0.0.1", PORT0 + 12), timeout=60) as raw:
+            cport = raw.getsockname()[1]
+            with py_ctx("TLSv1.3", None).wrap_socket(raw, server_hostname="localhost",
+                                                     suppress_ragged_eofs=False) as s:
+                s.sendall(data)
+                socket.socket.shutdown(s, socket.SHUT_WR)
+                reply = b""
+                while chunk := s.recv(65536):
+                    reply += chunk
+        sent = b"PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n" % (cport, PORT0 + 12) + data
+        assert reply.decode() == "%s %d" % (hashlib.sha256(sent).hexdigest(), len(sent))
+        line = [l for l in the_log().splitlines() if "listener=proxy " in l][-1]
+        assert "tier=%s " % TIER in line, line
     ktls_conns += 1
 
     @check("application data in the same segment as the client's Finished (TLS 1.3) is not lost")

@@ -7,6 +7,7 @@
 #include "err.h"
 #include "handshake.h"
 #include "log.h"
+#include "state.h"
 
 static BIO_METHOD *conn_bio_method;
 static pthread_once_t conn_bio_once = PTHREAD_ONCE_INIT;
@@ -89,6 +90,17 @@ static void conn_bio_init(void)
 	conn_bio_method = m;
 }
 
+/* Renegotiation is never allowed (SSL_OP_NO_RENEGOTIATION, set by the policy): OpenSSL answers a
+ * client's attempt with a no_renegotiation alert; say so in the log. */
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+	const struct conn *c = SSL_get_app_data(ssl);
+
+	if ((where & SSL_CB_WRITE_ALERT) && (ret & 0xff) == SSL_AD_NO_RENEGOTIATION && c)
+		log_info("conn peer=%s listener=%s: client attempted renegotiation: refused",
+			 c->peer_text, c->l->cfg->name);
+}
+
 int handshake_start(struct conn *c, SSL_CTX *ctx)
 {
 	BIO *bio = NULL;
@@ -103,6 +115,7 @@ int handshake_start(struct conn *c, SSL_CTX *ctx)
 	SSL_set_bio(c->ssl, bio, bio); /* the SSL owns the BIO from here */
 	bio = NULL;
 	SSL_set_app_data(c->ssl, c);
+	SSL_set_info_callback(c->ssl, info_cb);
 	SSL_set_accept_state(c->ssl);
 cleanup:
 	BIO_free(bio);

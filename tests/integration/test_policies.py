@@ -287,6 +287,7 @@ def test_client_renegotiation_is_refused(backend, daemon_factory):
     assert rc != 0
     assert out.count("New, TLSv1.2, Cipher is") == 1, out  # one handshake only
     # visible in the daemon's log: the connection ends with a TLS error, not a clean close
+    d.wait_log("client attempted renegotiation: refused")
     d.wait_log("handshake failure")
     assert "client TLS error" in d.log()
     assert https_get(d.ports[0])[0] == 200  # and it keeps serving

@@ -83,6 +83,28 @@ VMTEST = $(TEST_ENV) bash tests/vm/run.sh 2>&1
 vmtest: all
 	$(Q)$(VMTEST)
 
+# make fuzz: each libFuzzer target for FUZZ_SECONDS (default 60), from its seed corpus in
+# tests/fuzz/corpus/<target>; new inputs go to build/fuzz/corpus-<target>, crashes to build/fuzz.
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_TARGETS := config proxyproto
+fuzz_config_SRC := user/config.c
+fuzz_proxyproto_SRC := user/proxyproto.c
+
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard user/*.h)
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)clang $(CFLAGS_BASE) $(FUZZ_CFLAGS) $< $($(notdir $@)_SRC) $(LDLIBS) -o $@
+
+fuzz: $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
+	$(Q)for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(B)/fuzz/corpus-$$t && \
+		echo "== fuzz_$$t for $(FUZZ_SECONDS) s" && \
+		(cd $(B)/fuzz && ./fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			corpus-$$t $(abspath tests/fuzz/corpus)/$$t 2>&1 | grep -E '^#|stat::|ERROR|SUMMARY' | tail -8) || exit 1; \
+		ls $(B)/fuzz/crash-* >/dev/null 2>&1 && { echo "fuzz_$$t: crash, see $(B)/fuzz"; exit 1; }; \
+	done; true
+
 run: deps-check all
 	$(Q)sh tools/demo.sh $(B)
 
@@ -122,10 +144,11 @@ help:
 	@echo 'make integration  tests through the real daemon with real clients (root)'
 	@echo 'make vmtest     kTLS tests in QEMU with Debian 6.1 and 6.12 kernels'
 	@echo 'make check      unit + integration built with ASan+UBSan'
+	@echo 'make fuzz       libFuzzer targets, FUZZ_SECONDS each (default 60)'
 	@echo 'make install    install binaries under $$(DESTDIR)/usr/local'
 	@echo 'V=1             show full commands'
 
-.PHONY: all unit integration test check vmtest run deps deps-check install format clean help
+.PHONY: all unit integration test check vmtest fuzz run deps deps-check install format clean help
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 
 $(B)/user/policy_data.o: user/policy_data.S data/elb-policies.json

@@ -248,6 +248,12 @@ static void test_name_match(void **state)
 	    {"", "example.com", 0},
 	    {"example.com", "", 0},
 	    {".", ".", 0},
+	    /* IDN: SNI carries A-labels (RFC 6066); they compare like any name, case-insensitively. */
+	    {"xn--bcher-kva.example.com", "XN--BCHER-KVA.Example.COM", CERTSTORE_SCORE_EXACT},
+	    {"*.xn--caf-dma.example", "menu.XN--CAF-DMA.example.", 19},
+	    {"xn--bcher-kva.example.com", "xn--bcher-kvb.example.com", 0},
+	    /* A raw UTF-8 U-label in the SNI does not match the certificate's A-label. */
+	    {"xn--bcher-kva.example.com", "b\xc3\xbc" "cher.example.com", 0},
 	};
 
 	(void)state;

@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -54,6 +55,27 @@ def expected_sha256(n, seed):
     for b in demo_backend.stream_blocks(n, seed):
         h.update(b)
     return h.hexdigest()
+
+
+class TcpBackend:
+    """A raw TCP backend whose per-connection behaviour is a function."""
+
+    def __init__(self, handle):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.handle = handle
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(c,), daemon=True).start()
 
 
 class Backend:

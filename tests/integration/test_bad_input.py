@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import client_context, free_port, https_get, tls_config, wait_port
+from conftest import TcpBackend, client_context, free_port, https_get, tls_config, wait_port
 
 
 def still_serves(d):
@@ -37,27 +37,6 @@ def recv_all(s, timeout=5):
         if not chunk:
             return data
         data += chunk
-
-
-class TcpBackend:
-    """A raw TCP backend whose per-connection behaviour is a function."""
-
-    def __init__(self, handle):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.handle = handle
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(c,), daemon=True).start()
 
 
 def test_garbage_instead_of_client_hello_is_closed(daemon):

@@ -5,11 +5,10 @@ import json
 import socket
 import ssl
 import struct
-import threading
 
 import pytest
 
-from conftest import client_context, fixture, free_port, tls_config
+from conftest import TcpBackend, client_context, fixture, free_port, tls_config
 
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
@@ -60,26 +59,14 @@ def parse(c):
             "sport": int(parts[4]), "dport": int(parts[5])}
 
 
-class ProxyBackend:
+def ProxyBackend():
     """Parses the header, then replies with it as JSON followed by the first client bytes."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with c:
-                hdr = parse(c)
-                after = c.recv(5)
-                c.sendall(json.dumps({"header": hdr, "after": after.decode()}).encode())
+    def handle(c):
+        with c:
+            hdr = parse(c)
+            after = c.recv(5)
+            c.sendall(json.dumps({"header": hdr, "after": after.decode()}).encode())
+    return TcpBackend(handle)
 
 
 def talk(port, ctx=None, alpn=None):

@@ -187,6 +187,21 @@ def py_request(port, ctx, req, sink=None):
             return body if not sink else n
 
 
+def fin_exchange(port, data):
+    """Sends data over TLS 1.3, then a TCP FIN (no close_notify); returns the client's port and
+    everything received until the server's close_notify."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as raw:
+        cport = raw.getsockname()[1]
+        with py_ctx("TLSv1.3", None).wrap_socket(raw, server_hostname="localhost",
+                                                 suppress_ragged_eofs=False) as s:
+            s.sendall(data)
+            socket.socket.shutdown(s, socket.SHUT_WR)
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+    return cport, reply
+
+
 def upload_parts(n, seed, path="/sha256"):
     yield (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
            % (path.encode(), n))
@@ -299,29 +314,14 @@ def main():
     @check("client TCP FIN reaches the backend as EOF; the reply and close_notify come back")
     def _():
         data = os.urandom(1 << 20)
-        with socket.create_connection(("127.0.0.1", port)) as raw:
-            with py_ctx("TLSv1.3", None).wrap_socket(raw, server_hostname="localhost",
-                                                     suppress_ragged_eofs=False) as s:
-                s.sendall(data)
-                socket.socket.shutdown(s, socket.SHUT_WR)
-                reply = b""
-                while chunk := s.recv(65536):
-                    reply += chunk
+        _, reply = fin_exchange(port, data)
         assert reply.decode() == "%s %d" % (hashlib.sha256(data).hexdigest(), len(data))
     ktls_conns += 1
 
     @check("a PROXY v1 header reaches the backend before the client's bytes (%s tier)" % TIER)
     def _():
         data = os.urandom(1 << 20)
-        with socket.create_connection(("127.0.0.1", PORT0 + 12), timeout=60) as raw:
-            cport = raw.getsockname()[1]
-            with py_ctx("TLSv1.3", None).wrap_socket(raw, server_hostname="localhost",
-                                                     suppress_ragged_eofs=False) as s:
-                s.sendall(data)
-                socket.socket.shutdown(s, socket.SHUT_WR)
-                reply = b""
-                while chunk := s.recv(65536):
-                    reply += chunk
+        cport, reply = fin_exchange(PORT0 + 12, data)
         sent = b"PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n" % (cport, PORT0 + 12) + data
         assert reply.decode() == "%s %d" % (hashlib.sha256(sent).hexdigest(), len(sent))
         line = [l for l in the_log().splitlines() if "listener=proxy " in l][-1]

@@ -87,9 +87,10 @@ vmtest: all
 # tests/fuzz/corpus/<target>; new inputs go to build/fuzz/corpus-<target>, crashes to build/fuzz.
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_TARGETS := config proxyproto
+FUZZ_TARGETS := config proxyproto sni
 fuzz_config_SRC := user/config.c
 fuzz_proxyproto_SRC := user/proxyproto.c
+fuzz_sni_SRC := user/sni.c user/hostname.c
 
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard user/*.h)
 	$(call msg,FUZZ,$@)

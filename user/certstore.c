@@ -294,7 +294,7 @@ static int add_name(struct certstore_cert *c, const unsigned char *s, size_t len
 	for (size_t i = 0; i < len; i++)
 		if (!host_char(s[i]))
 			return 0;
-	if (certstore_norm_host((const char *)s, len, buf, sizeof(buf)) < 0)
+	if (hostname_norm((const char *)s, len, buf, sizeof(buf)) < 0)
 		return 0;
 	for (size_t i = 0; i < c->n_names; i++)
 		if (strcmp(c->names[i], buf) == 0)

@@ -15,6 +15,8 @@
 
 #include <openssl/ssl.h>
 
+#include "hostname.h"
+
 struct certstore_cert;
 
 enum certstore_keytype { CERTSTORE_KEY_RSA, CERTSTORE_KEY_ECDSA, CERTSTORE_KEY_OTHER };
@@ -98,11 +100,9 @@ int certstore_hello_from_ssl(SSL *ssl, struct certstore_hello *h)
     __attribute__((warn_unused_result));
 bool certstore_hello_can_use(const struct certstore_hello *h, const struct certstore_cert *c);
 
-/* How a certificate matches a host name: 0 no match, CERTSTORE_SCORE_EXACT for the same name,
- * otherwise a wildcard and the length of the suffix it matched. Case-insensitive, a trailing dot
- * on either is ignored, "*" only as a whole leftmost label followed by at least two labels, and it
- * stands for exactly one label. */
-#define CERTSTORE_SCORE_EXACT 1000
+/* How a certificate name matches a host name: hostname_match() (hostname.h), the rules SNI
+ * routing shares. */
+#define CERTSTORE_SCORE_EXACT HOSTNAME_MATCH_EXACT
 int certstore_name_match(const char *name, const char *host);
 
 enum certstore_match {

@@ -25,6 +25,7 @@
 #include <openssl/err.h>
 
 #include "certstore_int.h"
+#include "sni.h"
 
 #define EXT_SERVER_NAME 0
 #define EXT_SUPPORTED_GROUPS 10
@@ -82,36 +83,14 @@ static bool u16_list(const unsigned char *p, size_t len, const unsigned char **i
 	return true;
 }
 
-/* ServerNameList: u16 length, then {u8 type, u16 length, name}; the first host_name (type 0). */
+/* server_name: sni_server_name(), the parser tls-passthrough uses. Anything malformed or not a
+ * usable DNS name selects like no SNI, which is what it would match (OpenSSL refuses a
+ * malformed extension itself). */
 static void parse_sni(const unsigned char *p, size_t len, struct certstore_hello *h)
 {
-	size_t left;
+	bool invalid;
 
-	if (len < 2 || get16(p) != len - 2)
-		return;
-	p += 2;
-	left = len - 2;
-	while (left >= 3) {
-		unsigned int type = p[0];
-		size_t nl = get16(p + 1);
-
-		p += 3;
-		left -= 3;
-		if (nl > left)
-			return;
-		if (type == 0) {
-			/* Printable ASCII only (a NUL makes OpenSSL refuse it anyway); anything
-			 * else, or too long, selects like no SNI, which is what it would match. */
-			for (size_t i = 0; i < nl; i++)
-				if (p[i] < 0x21 || p[i] > 0x7e)
-					return;
-			if (certstore_norm_host((const char *)p, nl, h->sni, sizeof(h->sni)) > 0)
-				h->has_sni = true;
-			return;
-		}
-		p += nl;
-		left -= nl;
-	}
+	h->has_sni = sni_server_name(p, len, h->sni, sizeof(h->sni), &invalid) == 1;
 }
 
 static int min_secbits(int level)

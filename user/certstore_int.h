@@ -22,8 +22,4 @@ struct certstore_cert {
 	char key_desc[24];
 };
 
-/* Copies host[0..len) into out (size outlen) lowercased, without one trailing dot. Returns the
- * resulting length, or -1 when it is empty or does not fit. */
-int certstore_norm_host(const char *host, size_t len, char *out, size_t outlen);
-
 #endif

@@ -49,54 +49,11 @@
 #include <strings.h>
 
 #include "certstore_int.h"
-
-int certstore_norm_host(const char *host, size_t len, char *out, size_t outlen)
-{
-	if (len > 0 && host[len - 1] == '.')
-		len--;
-	if (len == 0 || len >= outlen)
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		char ch = host[i];
-
-		out[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
-	}
-	out[len] = '\0';
-	return (int)len;
-}
-
-static size_t trimmed_len(const char *s)
-{
-	size_t n = strlen(s);
-
-	return (n > 0 && s[n - 1] == '.') ? n - 1 : n;
-}
+#include "hostname.h"
 
 int certstore_name_match(const char *name, const char *host)
 {
-	size_t nl = trimmed_len(name), hl = trimmed_len(host), sl, label;
-	const char *suffix;
-
-	if (nl == 0 || hl == 0 || memchr(host, '*', hl))
-		return 0;
-	if (name[0] != '*') {
-		if (memchr(name, '*', nl) || nl != hl || strncasecmp(name, host, nl) != 0)
-			return 0;
-		return CERTSTORE_SCORE_EXACT;
-	}
-	/* "*.a.b": suffix ".a.b" with at least two labels and no other '*'. */
-	if (nl < 5 || name[1] != '.')
-		return 0;
-	suffix = name + 1;
-	sl = nl - 1;
-	if (memchr(suffix, '*', sl) || !memchr(suffix + 1, '.', sl - 1))
-		return 0;
-	if (hl <= sl)
-		return 0;
-	label = hl - sl;
-	if (memchr(host, '.', label) || strncasecmp(host + label, suffix, sl) != 0)
-		return 0;
-	return (int)(sl - 1); /* the matched suffix, without its leading dot */
+	return hostname_match(name, host);
 }
 
 static int cert_score(const struct certstore_cert *c, const char *host)
@@ -211,7 +168,7 @@ int certstore_cert_check_domains(const struct certstore_cert *c, const char *con
 
 	for (size_t k = 0; k < n; k++) {
 		if (!domains[k] ||
-		    certstore_norm_host(domains[k], strlen(domains[k]), d, sizeof(d)) < 0) {
+		    hostname_norm(domains[k], strlen(domains[k]), d, sizeof(d)) < 0) {
 			if (err && errlen)
 				snprintf(err, errlen, "domain \"%s\" is not a valid host name",
 					 domains[k] ? domains[k] : "");

@@ -11,10 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
 #include "config.h"
+#include "hostname.h"
 
 const char *const cfg_protocol_names[] = { "tls", "tcp", "tls-passthrough", NULL };
 const char *const cfg_datapath_names[] = { "auto",	   "userspace", "ktls-splice",
@@ -716,19 +718,24 @@ static void resolve_listener(struct parse *p, struct cfg_listener *l, size_t li)
 	}
 	if (l->n_routes && l->protocol != CFG_PROTO_PASSTHROUGH)
 		ferr(p, "routes", "only \"tls-passthrough\" listeners route by SNI");
-	if (l->n_routes && !l->backend_name)
-		ferr(p, "backend", "required as the default for SNI names no route matches");
 	for (size_t j = 0; j < l->n_routes; j++) {
+		const char *bad = hostname_check_pattern(l->routes[j].sni);
+		char f[48];
+
+		snprintf(f, sizeof(f), "routes[%zu].sni", j);
+		if (bad)
+			ferr(p, f, "\"%s\" %s", l->routes[j].sni, bad);
+		for (size_t k = 0; k < j; k++)
+			if (hostname_match(l->routes[k].sni, l->routes[j].sni) ==
+			    HOSTNAME_MATCH_EXACT || !strcasecmp(l->routes[k].sni, l->routes[j].sni))
+				ferr(p, f, "\"%s\" is already routed by routes[%zu]",
+				     l->routes[j].sni, k);
 		idx = find_named(cfg->backends, cfg->n_backends, sizeof(*cfg->backends),
 				 l->routes[j].backend_name);
+		snprintf(f, sizeof(f), "routes[%zu].backend", j);
 		if (idx < 0)
-			{
-			char f[48];
-
-			snprintf(f, sizeof(f), "routes[%zu].backend", j);
 			ferr(p, f, "no backend named \"%s\" in \"backends\"",
 			     l->routes[j].backend_name);
-		}
 		l->routes[j].backend = idx < 0 ? 0 : (size_t)idx;
 	}
 	if (l->protocol != CFG_PROTO_TLS && l->datapath != CFG_DP_AUTO &&

@@ -16,6 +16,7 @@
 #include "handshake.h"
 #include "log.h"
 #include "mtls.h"
+#include "passthrough.h"
 #include "policy.h"
 #include "proxyproto.h"
 #include "state.h"
@@ -67,6 +68,11 @@ static void log_handshake(struct conn *c, const char *result)
 	if (c->flags & CF_LOGGED)
 		return;
 	c->flags |= CF_LOGGED;
+	if (l->protocol == CFG_PROTO_PASSTHROUGH) {
+		passthrough_log(c, result);
+		stats_conn_logged(c, result);
+		return;
+	}
 	if (c->ssl) {
 		sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
 		if (SSL_is_init_finished(c->ssl)) {
@@ -207,7 +213,7 @@ static void connect_next(struct conn *c)
 	const struct cfg_addr *a;
 	int one = 1;
 
-	a = backend_server(c->l->backend, c->first_server, c->attempt);
+	a = backend_server(c->backend, c->first_server, c->attempt);
 	if (!a) {
 		c->server = NULL;
 		log_handshake(c, "backend-unreachable");
@@ -242,7 +248,7 @@ static void connect_next(struct conn *c)
 	c->attempt++;
 }
 
-/* The PROXY header goes first to the backend: it is put in the (still empty) buffer of bytes for
+/* The PROXY header goes first to the backend: it is put at the front of the buffer of bytes for
  * the backend, which the tiers send before anything else. */
 static int queue_proxy_header(struct conn *c)
 {
@@ -252,6 +258,7 @@ static int queue_proxy_header(struct conn *c)
 	const unsigned char *alpn = NULL;
 	unsigned alpn_len = 0;
 	char alpn_buf[256], cn[256];
+	unsigned char hdr[PROXYPROTO_MAX];
 	struct buf *b = c->b_tx;
 	int n;
 
@@ -271,12 +278,22 @@ static int queue_proxy_header(struct conn *c)
 			info.client_cert_verified = SSL_get_verify_result(c->ssl) == X509_V_OK;
 		}
 	}
-	if (buf_ready(b) < 0 || buf_space(b) < PROXYPROTO_MAX)
-		return -ENOMEM;
-	n = proxyproto_encode(c->l->cfg->proxy_protocol == CFG_PROXY_V1 ? 1 : 2, &info,
-			      b->data + b->tail);
+	if (c->l->cfg->protocol == CFG_PROTO_PASSTHROUGH)
+		info.sni = c->sni; /* the authority TLV; no TLS details: nothing is terminated */
+	n = proxyproto_encode(c->l->cfg->proxy_protocol == CFG_PROXY_V1 ? 1 : 2, &info, hdr);
 	if (n < 0)
 		return n;
+	/* In front of what the buffer already holds (a passthrough ClientHello); no receive is
+	 * in flight into it while connecting. */
+	if (b->pins)
+		return -EBUSY;
+	if (buf_ready(b) < 0)
+		return -ENOMEM;
+	buf_compact(b);
+	if (buf_space(b) < (uint32_t)n)
+		return -ENOMEM;
+	memmove(b->data + n, b->data, buf_len(b));
+	memcpy(b->data, hdr, (size_t)n);
 	b->tail += (uint32_t)n;
 	return 0;
 }
@@ -321,7 +338,7 @@ static void connect_done(struct conn *c)
 	}
 	log_warn("listener %s: backend %s: connect: %s%s", c->l->cfg->name, c->server->text,
 		 c->connect_res == -ECANCELED ? "timed out" : strerror(-c->connect_res),
-		 c->attempt < c->l->backend->cfg->n_servers ? " (trying the next server)" : "");
+		 c->attempt < c->backend->cfg->n_servers ? " (trying the next server)" : "");
 	close(c->bfd);
 	c->bfd = -1;
 	connect_next(c);
@@ -330,7 +347,7 @@ static void connect_done(struct conn *c)
 static void start_connect(struct conn *c)
 {
 	c->phase = CONN_CONNECTING;
-	c->first_server = backend_first(c->l->backend);
+	c->first_server = backend_first(c->backend);
 	c->attempt = 0;
 	connect_next(c);
 }
@@ -340,11 +357,15 @@ static void start_connect(struct conn *c)
 static void pump_handshake(struct conn *c)
 {
 	const char *why = NULL;
-	int r = handshake_step(c, &why);
+	int r = c->ssl ? handshake_step(c, &why) : passthrough_step(c, &why);
 
 	if (r == 1) {
 		c->hs_ms = c->w->now_ms - c->start_ms;
 		start_connect(c);
+		return;
+	}
+	if (r < 0 && !c->ssl) {
+		conn_close(c, why);
 		return;
 	}
 	if (r < 0) {
@@ -487,6 +508,7 @@ int conn_accept(struct worker *w, struct listener_rt *l, int fd)
 	c->cout.cap = COUT_CAP;
 	c->bin.cap = BIN_CAP;
 	c->bout.cap = BOUT_CAP;
+	c->backend = l->backend;
 	getpeername(fd, (struct sockaddr *)&c->peer, &plen);
 	addr_text(&c->peer, c->peer_text, sizeof(c->peer_text));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -503,7 +525,12 @@ int conn_accept(struct worker *w, struct listener_rt *l, int fd)
 	} else {
 		c->c_tx = &c->bin;
 		c->b_tx = &c->cin;
-		start_connect(c);
+		if (l->cfg->protocol == CFG_PROTO_PASSTHROUGH) {
+			c->phase = CONN_HANDSHAKE; /* read the ClientHello, then connect */
+			pump(c);
+		} else {
+			start_connect(c);
+		}
 	}
 	settle(c);
 	return 0;

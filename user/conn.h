@@ -21,6 +21,7 @@
 struct worker;
 struct listener_rt;
 struct state;
+struct backend_rt;
 
 /* Operation tags carried in io_uring user_data (see ring.h); 0 means "ignore". */
 enum op {
@@ -70,6 +71,8 @@ struct conn {
 	int connect_res;
 	size_t first_server;
 	const struct cfg_addr *server;
+	struct backend_rt *backend; /* the listener's, or the one a passthrough route chose */
+	uint8_t route;		    /* passthrough: enum route_match + 1, 0 before routing */
 	struct buf cin, cout, bin, bout;
 	struct buf *c_tx, *b_tx; /* what is sent to each side: cout/bout with TLS, bin/cin without */
 	void *dp_data;		 /* the tier's own state, freed by its release() */

@@ -111,9 +111,6 @@ void datapath_check(const struct config *cfg, const struct datapath_caps *caps,
 
 		/* Features the config describes but this build does not carry out are refused,
 		 * never ignored: a user asking for TLS to the backend must not get plaintext. */
-		if (l->protocol == CFG_PROTO_PASSTHROUGH)
-			config_errors_add(errs, "%s: listeners[%zu].protocol: \"tls-passthrough\" is "
-						"not available in this build", cfg->path, i);
 		if (l->backend_tls.enabled)
 			config_errors_add(errs, "%s: listeners[%zu].backend_tls.enabled: TLS towards "
 						"backends is not available in this build", cfg->path, i);

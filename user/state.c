@@ -48,7 +48,7 @@ int state_build(struct config *cfg, struct state **out, struct cfg_errors *errs)
 
 		lr->cfg = l;
 		lr->index = i;
-		lr->backend = &s->backends[l->backend];
+		lr->backend = l->backend_name ? &s->backends[l->backend] : NULL;
 		lr->stats = stats_listener_get(l->name);
 		ENSURE(lr->stats, ENOMEM);
 		if (l->protocol != CFG_PROTO_TLS)

@@ -8,6 +8,7 @@
 #include "datapath.h"
 #include "err.h"
 #include "ktls.h"
+#include "ktls_sockmap.h"
 #include "log.h"
 
 /* Tries the kernel's TLS on a connected loopback socket (TCP_ULP needs an established one): with
@@ -76,11 +77,6 @@ void datapath_probe(struct datapath_caps *caps)
 					   : "the kernel has no TLS ULP (setsockopt TCP_ULP \"tls\": %s%s)",
 			 r == -ENOPROTOOPT ? "" : strerror(-r),
 			 r == -ENOENT ? "; CONFIG_TLS is off or the tls module is not loaded" : "");
-	/* Measured on 6.1 and 6.12 (docs/datapath.md): a socket with the TLS ULP cannot join a
-	 * sockmap, and one in a sockmap cannot take TLS keys. */
-	snprintf(caps->why[CFG_DP_KTLS_SOCKMAP], sizeof(caps->why[0]),
-		 "kTLS sockets cannot take part in sockmap redirection on this kernel "
-		 "(docs/datapath.md); use \"ktls-splice\"");
 	snprintf(caps->why[CFG_DP_SOCKMAP], sizeof(caps->why[0]),
 		 "this build has no BPF sockmap datapath yet");
 	if (r == 0)
@@ -89,6 +85,17 @@ void datapath_probe(struct datapath_caps *caps)
 	else
 		log_info("datapath: kTLS not used: %s; tls listeners forward in userspace",
 			 caps->why[CFG_DP_KTLS_SPLICE]);
+	/* Measured, not assumed: on 6.1 and 6.12 a socket with the TLS ULP cannot join a sockmap
+	 * and one in a sockmap cannot take TLS keys (docs/datapath.md). No build has the tier
+	 * yet, so it stays unavailable either way; the reason says which case this kernel is. */
+	if (r == 0) {
+		ktls_sockmap_probe(caps->why[CFG_DP_KTLS_SOCKMAP], sizeof(caps->why[0]));
+		log_info("datapath: ktls-sockmap not available: %s; kTLS connections use ktls-splice",
+			 caps->why[CFG_DP_KTLS_SOCKMAP]);
+	} else {
+		snprintf(caps->why[CFG_DP_KTLS_SOCKMAP], sizeof(caps->why[0]),
+			 "it needs kTLS, which this kernel lacks");
+	}
 	current = *caps;
 }
 

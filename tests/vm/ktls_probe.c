@@ -7,7 +7,14 @@
  *   ktls      TLS 1.2 and 1.3 x AES-GCM-128, AES-GCM-256, AES-CCM-128,
  *             ChaCha20-Poly1305, both directions (see ktls_case())        PASS, FAIL or SKIP
  *   sockmap   TLS ULP against sockmap/sockhash membership, with no
- *             program, a stream verdict or a msg verdict program attached  findings: errno names
+ *             program, a stream verdict (alone or with a stream parser),
+ *             an skb verdict, a msg verdict or both kinds attached        findings: errno names
+ *   redirect  a plain socket in a sockmap whose sk_skb or sk_msg program
+ *             redirects to a kTLS socket, the kTLS socket made before or
+ *             after it entered the map                                    findings
+ *
+ * "ktls_probe -t" runs only the step under investigation (a plain socket in a sockmap with no
+ * program, then TCP_ULP "tls" and TLS_TX) so that a guest script can trace it with ftrace.
  *
  * Exit status: 0 if every loopback and ktls check passed, 1 if one failed, 77 if the kernel has
  * no TLS ULP (TCP_ULP "tls" fails with ENOENT, as on the development hosts).
@@ -22,6 +29,7 @@
 #include <linux/tls.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -419,22 +427,51 @@ static int map_create(enum bpf_map_type type)
 	return bpf_call(BPF_MAP_CREATE, &attr);
 }
 
-/* Loads "return SK_PASS" as a program of type and attaches it to map; 0 or -errno. */
-static int prog_attach_pass(int map, enum bpf_prog_type type, enum bpf_attach_type attach_type,
-			    int *prog_fd)
+#define INSN(c, d, s, o, i)                                                                        \
+	((struct bpf_insn){.code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i)})
+#define MOV64_IMM(d, i) INSN(BPF_ALU64 | BPF_MOV | BPF_K, d, 0, 0, i)
+#define EXIT_INSN() INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0)
+
+/* The programs the probe attaches, written as raw instructions (no compiler, no libbpf). */
+enum prog_kind {
+	PROG_PASS,	   /* return SK_PASS */
+	PROG_PARSER_LEN,   /* stream parser: the whole skb is one message (return skb->len) */
+	PROG_SKB_REDIRECT, /* return bpf_sk_redirect_map(skb, map, 1, 0): egress of key 1 */
+	PROG_MSG_REDIRECT, /* return bpf_msg_redirect_map(msg, map, 1, 0): egress of key 1 */
+};
+
+/* Loads a program of kind and type (map is the redirect target map) and attaches it to map as
+ * attach_type; 0 or -errno. *prog_fd is the loaded program or -1. */
+static int prog_attach(int map, enum prog_kind kind, enum bpf_prog_type type,
+		       enum bpf_attach_type attach_type, int *prog_fd)
 {
-	struct bpf_insn insns[] = {
-	    {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = SK_PASS},
-	    {.code = BPF_JMP | BPF_EXIT},
-	};
-	union bpf_attr load = {
-	    .prog_type = type,
-	    .insns = (uintptr_t)insns,
-	    .insn_cnt = sizeof(insns) / sizeof(insns[0]),
-	    .license = (uintptr_t) "GPL",
-	};
+	struct bpf_insn insns[8];
+	unsigned n = 0;
+	union bpf_attr load = {.prog_type = type, .license = (uintptr_t) "GPL"};
 	union bpf_attr attach = {.target_fd = map, .attach_type = attach_type};
 
+	switch (kind) {
+	case PROG_PASS:
+		insns[n++] = MOV64_IMM(BPF_REG_0, SK_PASS);
+		break;
+	case PROG_PARSER_LEN:
+		insns[n++] = INSN(BPF_LDX | BPF_W | BPF_MEM, BPF_REG_0, BPF_REG_1,
+				  offsetof(struct __sk_buff, len), 0);
+		break;
+	case PROG_SKB_REDIRECT:
+	case PROG_MSG_REDIRECT:
+		insns[n++] = INSN(BPF_LD | BPF_DW | BPF_IMM, BPF_REG_2, BPF_PSEUDO_MAP_FD, 0, map);
+		insns[n++] = INSN(0, 0, 0, 0, 0);
+		insns[n++] = MOV64_IMM(BPF_REG_3, 1);
+		insns[n++] = MOV64_IMM(BPF_REG_4, 0);
+		insns[n++] = INSN(BPF_JMP | BPF_CALL, 0, 0, 0,
+				  kind == PROG_SKB_REDIRECT ? BPF_FUNC_sk_redirect_map
+							    : BPF_FUNC_msg_redirect_map);
+		break;
+	}
+	insns[n++] = EXIT_INSN();
+	load.insns = (uintptr_t)insns;
+	load.insn_cnt = n;
 	*prog_fd = bpf_call(BPF_PROG_LOAD, &load);
 	if (*prog_fd < 0)
 		return *prog_fd;
@@ -442,9 +479,50 @@ static int prog_attach_pass(int map, enum bpf_prog_type type, enum bpf_attach_ty
 	return bpf_call(BPF_PROG_ATTACH, &attach);
 }
 
-static int map_insert(int map, int fd)
+/* What a map gets before any socket is inserted, by the name used in the output. */
+static const struct prog_set {
+	const char *name;
+	unsigned parser : 1, stream_verdict : 1, skb_verdict : 1, msg_verdict : 1;
+} prog_sets[] = {
+    {.name = "none"},
+    {.name = "stream_verdict", .stream_verdict = 1},
+    {.name = "parser+verdict", .parser = 1, .stream_verdict = 1},
+    {.name = "skb_verdict", .skb_verdict = 1},
+    {.name = "msg_verdict", .msg_verdict = 1},
+    {.name = "parser+verdict+msg", .parser = 1, .stream_verdict = 1, .msg_verdict = 1},
+};
+
+/* Attaches the SK_PASS programs of set to map; 0 or the first -errno. Closes nothing: the
+ * program fds go to fds[0..3] (-1 when unused) for the caller to close. */
+static int attach_set(int map, const struct prog_set *set, int fds[4])
 {
-	uint32_t key = 0;
+	int err = 0;
+
+	fds[0] = fds[1] = fds[2] = fds[3] = -1;
+	if (set->parser)
+		err = prog_attach(map, PROG_PARSER_LEN, BPF_PROG_TYPE_SK_SKB,
+				  BPF_SK_SKB_STREAM_PARSER, &fds[0]);
+	if (!err && set->stream_verdict)
+		err = prog_attach(map, PROG_PASS, BPF_PROG_TYPE_SK_SKB, BPF_SK_SKB_STREAM_VERDICT,
+				  &fds[1]);
+	if (!err && set->skb_verdict)
+		err = prog_attach(map, PROG_PASS, BPF_PROG_TYPE_SK_SKB, BPF_SK_SKB_VERDICT,
+				  &fds[2]);
+	if (!err && set->msg_verdict)
+		err = prog_attach(map, PROG_PASS, BPF_PROG_TYPE_SK_MSG, BPF_SK_MSG_VERDICT,
+				  &fds[3]);
+	return err;
+}
+
+static void close_fds(int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+static int map_insert_at(int map, uint32_t key, int fd)
+{
 	uint64_t val = (uint64_t)fd;
 	union bpf_attr attr = {
 	    .map_fd = map,
@@ -454,6 +532,11 @@ static int map_insert(int map, int fd)
 	};
 
 	return bpf_call(BPF_MAP_UPDATE_ELEM, &attr);
+}
+
+static int map_insert(int map, int fd)
+{
+	return map_insert_at(map, 0, fd);
 }
 
 static int map_remove(int map)
@@ -522,7 +605,7 @@ static void sockmap_in_map(const char *label, int map)
 	if (!err)
 		err = map_insert(map, fds[0]);
 	if (err) {
-		printf("sockmap  %-30s in map: insert plain socket=%s\n", label, err_name(err));
+		printf("sockmap  %-34s in map: insert plain socket=%s\n", label, err_name(err));
 		close_pair(fds);
 		return;
 	}
@@ -531,7 +614,7 @@ static void sockmap_in_map(const char *label, int map)
 	rx = set_key(fds[0], TLS_RX, c, TLS_1_2_VERSION, 2, 0);
 	zc = sockopt(fds[0], SOL_TLS, TLS_TX_ZEROCOPY_RO, &one, sizeof(one));
 	unknown = sockopt(fds[0], SOL_TLS, SOL_TLS_UNKNOWN_OPT, &one, sizeof(one));
-	printf("sockmap  %-30s in map: TCP_ULP=%s TLS_TX=%s TLS_RX=%s TLS_TX_ZEROCOPY_RO=%s "
+	printf("sockmap  %-34s in map: TCP_ULP=%s TLS_TX=%s TLS_RX=%s TLS_TX_ZEROCOPY_RO=%s "
 	       "SOL_TLS/%d=%s\n",
 	       label, err_name(ulp), err_name(tx), err_name(rx), err_name(zc), SOL_TLS_UNKNOWN_OPT,
 	       err_name(unknown));
@@ -552,51 +635,158 @@ static void sockmap_in_map(const char *label, int map)
 		if (!data)
 			data = transfer(fds[1], fds[0], PAYLOAD_SIZE, 6);
 	}
-	printf("sockmap  %-30s deleted (%s): TCP_ULP reads %s, TLS_TX=%s TLS_RX=%s data both "
+	printf("sockmap  %-34s deleted (%s): TCP_ULP reads %s, TLS_TX=%s TLS_RX=%s data both "
 	       "ways=%s\n",
 	       label, err_name(del), ulp_name(fds[0], name, sizeof(name)), err_name(tx2),
 	       err_name(rx2), err_name(data));
 	close_pair(fds);
 }
 
-/* Findings for one map type and one attached program kind ("none" for no program). */
-static void sockmap_scenario(enum bpf_map_type type, const char *prog)
+/* Findings for one map type and one set of attached programs. */
+static void sockmap_scenario(enum bpf_map_type type, const struct prog_set *set)
 {
 	char label[64];
-	int map, prog_fd = -1, err = 0;
+	int map, progs[4], err;
 
 	snprintf(label, sizeof(label), "%s progs=%s",
-		 type == BPF_MAP_TYPE_SOCKMAP ? "sockmap" : "sockhash", prog);
+		 type == BPF_MAP_TYPE_SOCKMAP ? "sockmap" : "sockhash", set->name);
 	map = map_create(type);
 	if (map < 0) {
-		printf("sockmap  %-30s map create=%s\n", label, err_name(map));
+		printf("sockmap  %-34s map create=%s\n", label, err_name(map));
 		return;
 	}
-	if (!strcmp(prog, "stream_verdict"))
-		err = prog_attach_pass(map, BPF_PROG_TYPE_SK_SKB, BPF_SK_SKB_STREAM_VERDICT,
-				       &prog_fd);
-	else if (!strcmp(prog, "msg_verdict"))
-		err = prog_attach_pass(map, BPF_PROG_TYPE_SK_MSG, BPF_SK_MSG_VERDICT, &prog_fd);
+	err = attach_set(map, set, progs);
 	if (err) {
-		printf("sockmap  %-30s attach=%s\n", label, err_name(err));
+		printf("sockmap  %-34s attach=%s\n", label, err_name(err));
 		goto cleanup;
 	}
-	printf("sockmap  %-30s insert: TLS-ULP socket=%s kTLS TX+RX socket=%s\n", label,
+	printf("sockmap  %-34s insert: TLS-ULP socket=%s kTLS TX+RX socket=%s\n", label,
 	       err_name(insert_prepared(map, prep_ulp)), err_name(insert_prepared(map, prep_ktls)));
 	sockmap_in_map(label, map);
 cleanup:
-	if (prog_fd >= 0)
-		close(prog_fd);
+	close_fds(progs, 4);
 	close(map);
 }
 
-int main(void)
+/* What the peer of the redirect target received within a second: "nothing", "N bytes
+ * plaintext" (the bytes sent, unencrypted), "N bytes TLS record" (starts with an
+ * application_data header) or "N bytes other". */
+static const char *peer_got(int fd, const unsigned char *sent, size_t len, char *buf, size_t blen)
 {
-	static const char *const progs[] = {"none", "stream_verdict", "msg_verdict"};
+	unsigned char got[4096];
+	struct timeval tv = {.tv_sec = 1};
+	ssize_t n;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	n = recv(fd, got, sizeof(got), 0);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return "nothing";
+	if (n < 0)
+		return err_name(-errno);
+	if (n == 0)
+		return "EOF";
+	snprintf(buf, blen, "%zd bytes %s", n,
+		 (size_t)n <= len && !memcmp(got, sent, (size_t)n)	  ? "plaintext"
+		 : n >= 5 && got[0] == TLS_APPLICATION_DATA && got[1] == 3 ? "TLS record"
+									    : "other");
+	return buf;
+}
+
+/*
+ * Redirect from a plain socket B (the backend side, key 0) to a kTLS socket K (the client side,
+ * key 1): the program (kind) redirects everything to the egress of key 1. With sk_skb, bytes
+ * arrive at B from its peer; with sk_msg, B itself sends. ktls_first: K gets TCP_ULP and TLS_TX
+ * before the insert, else K is inserted plain and gets them after.
+ */
+static void redirect_case(enum prog_kind kind, bool ktls_first)
+{
+	static const unsigned char msg[] = "backend bytes for the client";
+	const char *label = kind == PROG_SKB_REDIRECT ? "sk_skb stream_verdict" : "sk_msg msg_verdict";
+	int map, prog_fd = -1, parser_fd = -1, b[2] = {-1, -1}, k[2] = {-1, -1};
+	int err, ulp = NOT_TRIED, tx = NOT_TRIED, ins_k, ins_b, snd;
+	char buf[64];
+
+	map = map_create(BPF_MAP_TYPE_SOCKMAP);
+	if (map < 0) {
+		printf("redirect %-34s map create=%s\n", label, err_name(map));
+		return;
+	}
+	if (kind == PROG_SKB_REDIRECT) {
+		err = prog_attach(map, PROG_PARSER_LEN, BPF_PROG_TYPE_SK_SKB,
+				  BPF_SK_SKB_STREAM_PARSER, &parser_fd);
+		if (!err)
+			err = prog_attach(map, kind, BPF_PROG_TYPE_SK_SKB,
+					  BPF_SK_SKB_STREAM_VERDICT, &prog_fd);
+	} else {
+		err = prog_attach(map, kind, BPF_PROG_TYPE_SK_MSG, BPF_SK_MSG_VERDICT, &prog_fd);
+	}
+	if (!err)
+		err = tcp_pair(AF_INET, b);
+	if (!err)
+		err = tcp_pair(AF_INET, k);
+	if (err) {
+		printf("redirect %-34s setup=%s\n", label, err_name(err));
+		goto cleanup;
+	}
+	if (ktls_first) {
+		ulp = set_ulp(k[0]);
+		tx = set_key(k[0], TLS_TX, &ciphers[0], TLS_1_2_VERSION, 1, 0);
+		ins_k = map_insert_at(map, 1, k[0]);
+	} else {
+		ins_k = map_insert_at(map, 1, k[0]);
+		ulp = set_ulp(k[0]);
+		tx = set_key(k[0], TLS_TX, &ciphers[0], TLS_1_2_VERSION, 1, 0);
+	}
+	ins_b = map_insert_at(map, 0, b[0]);
+	if (kind == PROG_SKB_REDIRECT)
+		snd = send_all(b[1], msg, sizeof(msg));
+	else
+		snd = send_all(b[0], msg, sizeof(msg));
+	printf("redirect %-34s %s: insert K=%s TCP_ULP=%s TLS_TX=%s insert B=%s send=%s -> K's "
+	       "peer got %s\n",
+	       label, ktls_first ? "kTLS then map" : "map then kTLS", err_name(ins_k),
+	       err_name(ulp), err_name(tx), err_name(ins_b), err_name(snd),
+	       peer_got(k[1], msg, sizeof(msg), buf, sizeof(buf)));
+cleanup:
+	close_pair(b);
+	close_pair(k);
+	if (prog_fd >= 0)
+		close(prog_fd);
+	if (parser_fd >= 0)
+		close(parser_fd);
+	close(map);
+}
+
+/* The step under investigation, alone, for tracing (-t): 0 if TLS_TX succeeded. */
+static int trace_step(void)
+{
+	int fds[2], map, err;
+
+	map = map_create(BPF_MAP_TYPE_SOCKMAP);
+	if (map < 0)
+		return map;
+	err = tcp_pair(AF_INET, fds);
+	if (!err)
+		err = map_insert(map, fds[0]);
+	if (!err)
+		err = set_ulp(fds[0]);
+	if (!err) {
+		err = set_key(fds[0], TLS_TX, &ciphers[0], TLS_1_2_VERSION, 1, 0);
+		printf("trace: in-map TLS_TX=%s\n", err_name(err));
+	}
+	close_pair(fds);
+	close(map);
+	return err;
+}
+
+int main(int argc, char **argv)
+{
 	int failed = 0, skipped = 0;
 	char why[256];
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1 && !strcmp(argv[1], "-t"))
+		return trace_step() ? 1 : 0;
 	failed |= loopback_case(AF_INET) != 0;
 	failed |= loopback_case(AF_INET6) != 0;
 
@@ -613,9 +803,13 @@ int main(void)
 	}
 
 	for (int t = 0; t < 2; t++)
-		for (size_t p = 0; p < sizeof(progs) / sizeof(progs[0]); p++)
+		for (size_t p = 0; p < sizeof(prog_sets) / sizeof(prog_sets[0]); p++)
 			sockmap_scenario(t ? BPF_MAP_TYPE_SOCKHASH : BPF_MAP_TYPE_SOCKMAP,
-					 progs[p]);
+					 &prog_sets[p]);
+	for (int first = 1; first >= 0; first--) {
+		redirect_case(PROG_SKB_REDIRECT, first);
+		redirect_case(PROG_MSG_REDIRECT, first);
+	}
 
 	if (failed)
 		return 1;

@@ -153,7 +153,9 @@ static size_t build(const uint8_t *ext, size_t ext_len, bool with_ext_block, uin
 	out[o++] = 1, out[o++] = 0;    /* compression: null */
 	if (with_ext_block) {
 		out[o++] = (uint8_t)(ext_len >> 8), out[o++] = (uint8_t)ext_len;
-		memcpy(out + o, ext, ext_len), o += ext_len;
+		if (ext_len)
+			memcpy(out + o, ext, ext_len);
+		o += ext_len;
 	}
 	return o;
 }

@@ -13,8 +13,8 @@
  *             redirects to a kTLS socket, the kTLS socket made before or
  *             after it entered the map                                    findings
  *
- * "ktls_probe -t" runs only the step under investigation (a plain socket in a sockmap with no
- * program, then TCP_ULP "tls" and TLS_TX) so that a guest script can trace it with ftrace.
+ * "ktls_probe -t in-map|deleted-verdict" runs only one step under investigation (see
+ * trace_step()) so that a guest script can trace it with ftrace.
  *
  * Exit status: 0 if every loopback and ktls check passed, 1 if one failed, 77 if the kernel has
  * no TLS ULP (TCP_ULP "tls" fails with ENOENT, as on the development hosts).
@@ -757,24 +757,40 @@ cleanup:
 	close(map);
 }
 
-/* The step under investigation, alone, for tracing (-t): 0 if TLS_TX succeeded. */
-static int trace_step(void)
+/*
+ * The steps under investigation, alone, for tracing (-t MODE): "in-map" inserts a plain socket
+ * into a sockmap with no program, then sets TCP_ULP and TLS_TX; "deleted-verdict" inserts it
+ * into a sockmap with a stream verdict, sets TCP_ULP, deletes it, then sets TLS_TX. Returns 0 if
+ * TLS_TX succeeded.
+ */
+static int trace_step(const char *mode)
 {
-	int fds[2], map, err;
+	bool deleted = !strcmp(mode, "deleted-verdict");
+	int fds[2] = {-1, -1}, map, prog_fd = -1, err = 0;
 
 	map = map_create(BPF_MAP_TYPE_SOCKMAP);
 	if (map < 0)
 		return map;
-	err = tcp_pair(AF_INET, fds);
+	if (deleted)
+		err = prog_attach(map, PROG_PASS, BPF_PROG_TYPE_SK_SKB, BPF_SK_SKB_STREAM_VERDICT,
+				  &prog_fd);
+	if (!err)
+		err = tcp_pair(AF_INET, fds);
 	if (!err)
 		err = map_insert(map, fds[0]);
 	if (!err)
 		err = set_ulp(fds[0]);
+	if (!err && deleted)
+		err = map_remove(map);
 	if (!err) {
 		err = set_key(fds[0], TLS_TX, &ciphers[0], TLS_1_2_VERSION, 1, 0);
-		printf("trace: in-map TLS_TX=%s\n", err_name(err));
+		printf("trace: %s TLS_TX=%s\n", mode, err_name(err));
+	} else {
+		printf("trace: %s setup=%s\n", mode, err_name(err));
 	}
 	close_pair(fds);
+	if (prog_fd >= 0)
+		close(prog_fd);
 	close(map);
 	return err;
 }
@@ -785,8 +801,8 @@ int main(int argc, char **argv)
 	char why[256];
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (argc > 1 && !strcmp(argv[1], "-t"))
-		return trace_step() ? 1 : 0;
+	if (argc > 2 && !strcmp(argv[1], "-t"))
+		return trace_step(argv[2]) ? 1 : 0;
 	failed |= loopback_case(AF_INET) != 0;
 	failed |= loopback_case(AF_INET6) != 0;
 

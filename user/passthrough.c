@@ -15,8 +15,8 @@ int passthrough_step(struct conn *c, const char **why)
 	struct sni_hello h;
 	ssize_t backend;
 
-	switch (sni_parse(c->cin.data ? c->cin.data + c->cin.head : NULL, buf_len(&c->cin), &h,
-			  why)) {
+	switch (
+	    sni_parse(c->cin.data ? c->cin.data + c->cin.head : NULL, buf_len(&c->cin), &h, why)) {
 	case SNI_NEED_MORE:
 		if (!(c->flags & CF_CIN_EOF))
 			return 0;
@@ -48,8 +48,7 @@ void passthrough_log(const struct conn *c, const char *result)
 		 c->peer_text, c->l->cfg->name, c->sni ? c->sni : "-",
 		 c->route ? route_match_name((enum route_match)(c->route - 1)) : "-",
 		 c->route && c->backend ? c->backend->cfg->name : "-",
-		 c->server ? c->server->text : "-",
-		 c->dp ? c->dp->name : "-", c->tier_note ? " (" : "",
-		 c->tier_note ? c->tier_note : "", c->tier_note ? ")" : "",
-		 (unsigned long long)c->hs_ms, result);
+		 c->server ? c->server->text : "-", c->dp ? c->dp->name : "-",
+		 c->tier_note ? " (" : "", c->tier_note ? c->tier_note : "",
+		 c->tier_note ? ")" : "", (unsigned long long)c->hs_ms, result);
 }

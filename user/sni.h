@@ -40,7 +40,7 @@ enum sni_result {
 
 struct sni_hello {
 	bool has_sni;
-	bool name_invalid; /* a host_name was sent but is not a usable DNS name */
+	bool name_invalid;	     /* a host_name was sent but is not a usable DNS name */
 	char name[SNI_MAX_NAME + 1]; /* lowercased, trailing dot removed; "" without SNI */
 	size_t wire_len; /* bytes of input up to the end of the record completing the hello */
 };

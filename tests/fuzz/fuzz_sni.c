@@ -36,7 +36,8 @@ static void check(const uint8_t *d, size_t n)
 	assert(h.has_sni == (len > 0));
 	assert(len <= SNI_MAX_NAME && (len == 0 || h.name[len - 1] != '.'));
 	for (size_t i = 0; i < len; i++)
-		assert(h.name[i] > 0x20 && h.name[i] < 0x7f && !(h.name[i] >= 'A' && h.name[i] <= 'Z'));
+		assert(h.name[i] > 0x20 && h.name[i] < 0x7f &&
+		       !(h.name[i] >= 'A' && h.name[i] <= 'Z'));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

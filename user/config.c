@@ -744,6 +744,8 @@ static void resolve_listener(struct parse *p, struct cfg_listener *l, size_t li)
 	if (l->protocol == CFG_PROTO_TLS && l->datapath == CFG_DP_SOCKMAP)
 		ferr(p, "datapath", "\"sockmap\" forwards plaintext; \"tls\" listeners use "
 			"\"ktls-sockmap\", \"ktls-splice\" or \"userspace\"");
+	if (l->backend_tls.enabled && l->protocol != CFG_PROTO_TLS)
+		ferr(p, "backend_tls.enabled", "applies only to \"tls\" listeners");
 	if (l->backend_tls.enabled && l->backend_tls.verify && !l->backend_tls.ca_file)
 		ferr(p, "backend_tls.ca_file", "required when verify is true");
 	p->plen = 0;

@@ -9,7 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "backend.h"
+#include "backend_tls.h"
 #include "conn.h"
 #include "datapath.h"
 #include "handoff.h"
@@ -63,7 +66,8 @@ static void log_handshake(struct conn *c, const char *result)
 	const char *sni = NULL, *proto = "-", *cipher = "-", *cert = "-";
 	const unsigned char *alpn = NULL;
 	unsigned alpn_len = 0;
-	char client[256] = "-";
+	char client[256] = "-", btls[128] = "";
+	const char *resumed = "-";
 
 	if (c->flags & CF_LOGGED)
 		return;
@@ -83,18 +87,23 @@ static void log_handshake(struct conn *c, const char *result)
 
 			if (chosen >= 0)
 				cert = c->st->cfg->certs[l->certs[chosen]].name;
+			resumed = SSL_session_reused(c->ssl) ? "yes" : "no";
 		}
 	}
+	if (c->bssl && SSL_is_init_finished(c->bssl))
+		snprintf(btls, sizeof(btls), " backend_tls=%s/%s", SSL_get_version(c->bssl),
+			 SSL_get_cipher_name(c->bssl));
 	if (c->ssl && l->client_auth.mode != CFG_CAUTH_NONE &&
 	    mtls_peer_subject(c->ssl, client, sizeof(client)) < 0)
 		snprintf(client, sizeof(client), "- (%s)", mtls_verify_reason(c->ssl));
 	log_info("conn peer=%s listener=%s sni=%s cert=%s proto=%s cipher=%s alpn=%.*s client=\"%s\" "
-		 "tier=%s%s%s%s backend=%s hs_ms=%llu result=%s",
+		 "tier=%s%s%s%s backend=%s%s hs_ms=%llu resumed=%s result=%s",
 		 c->peer_text, l->name, sni ? sni : "-", cert, proto, cipher,
 		 alpn_len ? (int)alpn_len : 1, alpn_len ? (const char *)alpn : "-", client,
 		 c->dp ? c->dp->name : "-", c->tier_note ? " (" : "",
 		 c->tier_note ? c->tier_note : "", c->tier_note ? ")" : "",
-		 c->server ? c->server->text : "-", (unsigned long long)c->hs_ms, result);
+		 c->server ? c->server->text : "-", btls, (unsigned long long)c->hs_ms, resumed,
+		 result);
 	stats_conn_logged(c, result);
 }
 
@@ -107,6 +116,9 @@ static void conn_free(struct conn *c)
 	if (c->bfd >= 0)
 		close(c->bfd);
 	SSL_free(c->ssl);
+	SSL_free(c->bssl);
+	buf_release(&c->bcin);
+	buf_release(&c->bcout);
 	buf_release(&c->cin);
 	buf_release(&c->cout);
 	buf_release(&c->bin);
@@ -152,7 +164,7 @@ void conn_abort(struct conn *c, const char *reason)
 void conn_post_recv(struct conn *c, bool client)
 {
 	unsigned op = client ? OP_CRECV : OP_BRECV;
-	struct buf *b = client ? &c->cin : &c->bin;
+	struct buf *b = client ? &c->cin : conn_brx(c);
 	struct io_uring_sqe *sqe;
 	uint32_t len;
 
@@ -300,10 +312,6 @@ static int queue_proxy_header(struct conn *c)
 
 static void start_forwarding(struct conn *c)
 {
-	if (c->l->cfg->proxy_protocol != CFG_PROXY_OFF && queue_proxy_header(c) < 0) {
-		conn_close(c, "cannot build the PROXY header");
-		return;
-	}
 	c->phase = CONN_FORWARDING;
 	c->dp = NULL; /* chosen by choose_tier() on the next pump */
 	c->active_ms = c->w->now_ms;
@@ -329,11 +337,61 @@ static void choose_tier(struct conn *c)
 	c->dp->pump(c);
 }
 
+/* The backend handshake failed (why names the reason) or timed out: one log line, a count, and
+ * a clean close for the client (close_notify, then FIN). */
+static void backend_tls_failed(struct conn *c, const char *why, enum stats_btls kind)
+{
+	log_handshake(c, why);
+	stats_backend_tls_failed(c->l->stats, kind);
+	SSL_shutdown(c->ssl);
+	ERR_clear_error();
+	c->flags |= CF_FLUSH_CLOSE;
+	pump(c);
+}
+
+static void pump_backend_handshake(struct conn *c)
+{
+	enum stats_btls kind = STATS_BTLS_HANDSHAKE;
+	const char *why = NULL;
+	int r = backend_tls_step(c, &why, &kind);
+
+	if (r == 1) {
+		start_forwarding(c);
+		pump(c);
+	} else if (r < 0) {
+		backend_tls_failed(c, why, kind);
+	} else {
+		conn_post_send(c, false);
+		conn_post_recv(c, false);
+	}
+}
+
+/* The backend is connected: the PROXY header goes first, in clear, then (backend TLS) the
+ * ClientHello, then the client's bytes. */
+static void backend_connected(struct conn *c)
+{
+	if (c->l->bctx)
+		c->b_tx = &c->bcout;
+	if (c->l->cfg->proxy_protocol != CFG_PROXY_OFF && queue_proxy_header(c) < 0) {
+		conn_close(c, "cannot build the PROXY header");
+		return;
+	}
+	if (!c->l->bctx) {
+		start_forwarding(c);
+		return;
+	}
+	if (backend_tls_start(c, c->l->bctx) < 0) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	c->bhs_start_ms = c->w->now_ms;
+}
+
 /* Both the connect and its linked timeout have completed: act on the connect's result. */
 static void connect_done(struct conn *c)
 {
 	if (c->connect_res == 0) {
-		start_forwarding(c);
+		backend_connected(c);
 		return;
 	}
 	log_warn("listener %s: backend %s: connect: %s%s", c->l->cfg->name, c->server->text,
@@ -397,6 +455,8 @@ static void pump(struct conn *c)
 	case CONN_CONNECTING:
 		/* Keep the handshake's last flight moving while the backend connects. */
 		conn_post_send(c, true);
+		if (c->bssl)
+			pump_backend_handshake(c);
 		break;
 	case CONN_FORWARDING:
 		if (c->dp)
@@ -409,7 +469,7 @@ static void pump(struct conn *c)
 
 static void on_recv(struct conn *c, bool client, int res)
 {
-	struct buf *b = client ? &c->cin : &c->bin;
+	struct buf *b = client ? &c->cin : conn_brx(c);
 
 	b->pins--;
 	if (res > 0) {
@@ -483,6 +543,9 @@ void conn_check_timeout(struct conn *c, uint64_t now_ms)
 		conn_close(c, "handshake timeout");
 	else if (c->phase == CONN_FORWARDING && now_ms - c->active_ms >= l->timeouts.idle_ms)
 		conn_close(c, "idle timeout");
+	else if (c->phase == CONN_CONNECTING && c->bssl && !(c->flags & CF_FLUSH_CLOSE) &&
+		 now_ms - c->bhs_start_ms >= l->timeouts.connect_ms)
+		backend_tls_failed(c, "backend TLS handshake timed out", STATS_BTLS_TIMEOUT);
 	settle(c);
 }
 
@@ -508,6 +571,8 @@ int conn_accept(struct worker *w, struct listener_rt *l, int fd)
 	c->cout.cap = COUT_CAP;
 	c->bin.cap = BIN_CAP;
 	c->bout.cap = BOUT_CAP;
+	c->bcin.cap = BIN_CAP;
+	c->bcout.cap = COUT_CAP;
 	c->backend = l->backend;
 	getpeername(fd, (struct sockaddr *)&c->peer, &plen);
 	addr_text(&c->peer, c->peer_text, sizeof(c->peer_text));

@@ -52,6 +52,8 @@ enum conn_flag {
 	CF_C_SHUT = 1 << 5,	  /* client socket shut for writing */
 	CF_FLUSH_CLOSE = 1 << 6,  /* send what cout holds (an alert), then close */
 	CF_LOGGED = 1 << 7,	  /* the handshake line is written */
+	CF_B_DONE = 1 << 8,	  /* backend TLS: the backend's direction fully decoded */
+	CF_B_NOTIFY = 1 << 9,	  /* backend TLS: close_notify queued for the backend */
 };
 
 struct dp_ops;
@@ -75,6 +77,11 @@ struct conn {
 	uint8_t route;		    /* passthrough: enum route_match + 1, 0 before routing */
 	struct buf cin, cout, bin, bout;
 	struct buf *c_tx, *b_tx; /* what is sent to each side: cout/bout with TLS, bin/cin without */
+	/* Backend TLS (backend_tls.h): the backend's SSL and its records each way; bin and bout
+	 * then hold the plaintext, b_tx is bcout. */
+	SSL *bssl;
+	struct buf bcin, bcout;
+	uint64_t bhs_start_ms;
 	void *dp_data;		 /* the tier's own state, freed by its release() */
 	/* Kernel handoff bookkeeping (see record.h): the client's stream, read record by record
 	 * while keys may go to the kernel, and ours, for the last TLS 1.2 explicit nonce. */
@@ -119,6 +126,12 @@ void conn_close(struct conn *c, const char *reason);
 void conn_abort(struct conn *c, const char *reason);
 /* Called by the worker's timer: closes connections past their handshake or idle deadline. */
 void conn_check_timeout(struct conn *c, uint64_t now_ms);
+
+/* The buffer the backend socket is read into: bcin with backend TLS, else bin. */
+static inline struct buf *conn_brx(struct conn *c)
+{
+	return c->bssl ? &c->bcin : &c->bin;
+}
 
 /* Helpers for tiers: post a recv/send on one side if none is in flight and there is room/data. */
 void conn_post_recv(struct conn *c, bool client);

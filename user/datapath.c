@@ -106,7 +106,8 @@ bool datapath_ktls_cipher_ok(enum ktls_cipher c)
 
 bool datapath_ktls_allowed(const struct cfg_listener *l)
 {
-	return l->protocol == CFG_PROTO_TLS && current.tier[CFG_DP_KTLS_SPLICE] &&
+	return l->protocol == CFG_PROTO_TLS && !l->backend_tls.enabled &&
+	       current.tier[CFG_DP_KTLS_SPLICE] &&
 	       (l->datapath == CFG_DP_AUTO || l->datapath == CFG_DP_KTLS_SPLICE);
 }
 
@@ -116,11 +117,14 @@ void datapath_check(const struct config *cfg, const struct datapath_caps *caps,
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct cfg_listener *l = &cfg->listeners[i];
 
-		/* Features the config describes but this build does not carry out are refused,
-		 * never ignored: a user asking for TLS to the backend must not get plaintext. */
-		if (l->backend_tls.enabled)
-			config_errors_add(errs, "%s: listeners[%zu].backend_tls.enabled: TLS towards "
-						"backends is not available in this build", cfg->path, i);
+		/* TLS towards the backend is done by OpenSSL in userspace: a tier that would hand
+		 * the client's session to the kernel cannot carry it. */
+		if (l->backend_tls.enabled && l->datapath != CFG_DP_AUTO &&
+		    l->datapath != CFG_DP_USERSPACE)
+			config_errors_add(errs, "%s: listeners[%zu].datapath: \"%s\" cannot carry "
+						"backend_tls (TLS towards the backend runs in userspace); "
+						"use \"auto\" or \"userspace\"", cfg->path, i,
+					  cfg_datapath_names[l->datapath]);
 
 		if (!caps->tier[l->datapath])
 			config_errors_add(errs, "%s: listeners[%zu].datapath: \"%s\" is not "

@@ -93,7 +93,7 @@ static bool shown(const struct pass *p, struct stats_listener *sl)
 	       config_listener_by_name(p->cfg, sl->name);
 }
 
-enum { M_ACTIVE, M_TOTAL, M_HS, M_FAIL, M_BYTES, M_HIST, M_LIMIT, M_BACKEND, M_N };
+enum { M_ACTIVE, M_TOTAL, M_HS, M_FAIL, M_BYTES, M_HIST, M_LIMIT, M_BACKEND, M_BTLS, M_RESUMED, M_N };
 
 static void one_listener(struct stats_listener *sl, void *arg)
 {
@@ -181,6 +181,18 @@ static void one_listener(struct stats_listener *sl, void *arg)
 		sb_printf(b, "ktlsd_backend_failures_total{listener=\"%s\"} %llu\n", l,
 			  (unsigned long long)stats_read(&sl->backend_failures));
 		break;
+	case M_BTLS:
+		for (unsigned i = 0; i < STATS_BTLS_N; i++)
+			sb_printf(b,
+				  "ktlsd_backend_tls_failures_total{listener=\"%s\",reason=\"%s\"} "
+				  "%llu\n",
+				  l, stats_btls_name(i),
+				  (unsigned long long)stats_read(&sl->backend_tls_failures[i]));
+		break;
+	case M_RESUMED:
+		sb_printf(b, "ktlsd_handshakes_resumed_total{listener=\"%s\"} %llu\n", l,
+			  (unsigned long long)stats_read(&sl->resumed));
+		break;
 	}
 }
 
@@ -204,6 +216,11 @@ static const struct {
 		      "Connections closed at accept because of a limit." },
 	[M_BACKEND] = { "ktlsd_backend_failures_total", "counter",
 			"Connections closed because no backend server could be reached." },
+	[M_BTLS] = { "ktlsd_backend_tls_failures_total", "counter",
+		     "TLS handshakes towards backends that failed, by listener and reason "
+		     "(verify, handshake, timeout); each closed its client connection." },
+	[M_RESUMED] = { "ktlsd_handshakes_resumed_total", "counter",
+			"Completed TLS handshakes that resumed a session (a ticket)." },
 };
 
 static void certificates(struct sbuf *b, struct reload *rl)

@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "backend_tls.h"
 #include "log.h"
 #include "state.h"
 #include "tlsctx.h"
@@ -9,6 +10,7 @@ static void state_free(struct state *s)
 {
 	for (size_t i = 0; s->listeners && i < s->cfg->n_listeners; i++) {
 		SSL_CTX_free(s->listeners[i].ctx);
+		SSL_CTX_free(s->listeners[i].bctx);
 		policy_free(s->listeners[i].policy);
 	}
 	free(s->listeners);
@@ -51,6 +53,8 @@ int state_build(struct config *cfg, struct state **out, struct cfg_errors *errs)
 		lr->backend = l->backend_name ? &s->backends[l->backend] : NULL;
 		lr->stats = stats_listener_get(l->name);
 		ENSURE(lr->stats, ENOMEM);
+		if (backend_tls_ctx_build(cfg, i, &lr->bctx, errs) < 0)
+			continue;
 		if (l->protocol != CFG_PROTO_TLS)
 			continue;
 		if (policy_lookup(cfg, l->security_policy, &lr->policy, why, sizeof(why)) < 0) {

@@ -17,6 +17,7 @@ struct listener_rt {
 	const struct cfg_listener *cfg;
 	size_t index;
 	SSL_CTX *ctx; /* tls listeners only */
+	SSL_CTX *bctx; /* backend_tls enabled only: the client context towards backends */
 	struct policy *policy;
 	struct backend_rt *backend;
 	struct stats_listener *stats; /* counters by name: shared with other states, never freed */

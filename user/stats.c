@@ -46,6 +46,13 @@ const char *stats_limit_name(enum stats_limit l)
 	return l < STATS_LIMIT_N ? limit_names[l] : "other";
 }
 
+const char *stats_btls_name(enum stats_btls b)
+{
+	static const char *const names[STATS_BTLS_N] = { "verify", "handshake", "timeout" };
+
+	return b < STATS_BTLS_N ? names[b] : "handshake";
+}
+
 struct stats_listener *stats_listener_get(const char *name)
 {
 	struct stats_listener *sl;
@@ -138,6 +145,12 @@ void stats_bytes(struct stats_listener *sl, uint64_t c2b, uint64_t b2c)
 void stats_limit(struct stats_listener *sl, enum stats_limit l)
 {
 	atomic_fetch_add_explicit(&sl->limit[l], 1, RELAXED);
+}
+
+void stats_backend_tls_failed(struct stats_listener *sl, enum stats_btls why)
+{
+	atomic_fetch_add_explicit(&sl->backend_tls_failures[why < STATS_BTLS_N ? why : 1], 1,
+				  RELAXED);
 }
 
 /* Failure reasons: a fixed table filled lock-free; a slot's name is set once and never changes,

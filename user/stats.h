@@ -40,6 +40,14 @@ enum stats_limit {
 	STATS_LIMIT_N,
 };
 
+/* Why a TLS handshake towards a backend failed (backend_tls). */
+enum stats_btls {
+	STATS_BTLS_VERIFY,    /* the backend's chain or name was rejected */
+	STATS_BTLS_HANDSHAKE, /* a TLS error, an alert, a backend not speaking TLS, or EOF */
+	STATS_BTLS_TIMEOUT,   /* no finished handshake within timeouts.connect_ms */
+	STATS_BTLS_N,
+};
+
 enum stats_reload { STATS_RELOAD_OK, STATS_RELOAD_FAILED, STATS_RELOAD_N };
 
 /* Handshake latency buckets, upper bounds in microseconds (Prometheus "le", in seconds). */
@@ -68,6 +76,8 @@ struct stats_listener {
 	stats_u64 bytes_c2b, bytes_b2c; /* payload (plaintext) bytes */
 	stats_u64 limit[STATS_LIMIT_N];
 	stats_u64 backend_failures; /* connections closed because no backend server answered */
+	stats_u64 backend_tls_failures[STATS_BTLS_N];
+	stats_u64 resumed; /* completed handshakes that resumed a session */
 	struct stats_reason reasons[STATS_REASONS];
 	stats_u64 reasons_other;
 };
@@ -96,6 +106,8 @@ void stats_limit(struct stats_listener *sl, enum stats_limit l);
 void stats_handshake(struct stats_listener *sl, enum stats_hs r, uint64_t latency_us,
 		     const char *reason);
 
+void stats_backend_tls_failed(struct stats_listener *sl, enum stats_btls why);
+
 void stats_reload(enum stats_reload r);
 uint64_t stats_reloads(enum stats_reload r);
 
@@ -110,6 +122,7 @@ const char *stats_tier_name(enum stats_tier t); /* "none", "userspace", "ktls-sp
 enum stats_tier stats_tier_by_name(const char *name);
 const char *stats_hs_name(enum stats_hs r);	  /* "ok", "failed", "timeout", "aborted" */
 const char *stats_limit_name(enum stats_limit l); /* "max_connections", "open_files", "memory" */
+const char *stats_btls_name(enum stats_btls b);	  /* "verify", "handshake", "timeout" */
 
 /* Glue for connections (stats_conn.c): called by conn.c and the worker, on the worker's thread. */
 struct conn;

@@ -57,6 +57,8 @@ void stats_conn_logged(struct conn *c, const char *result)
 	if (c->l->cfg->protocol != CFG_PROTO_TLS)
 		return;
 	r = classify(c, result);
+	if (r == STATS_HS_OK && c->ssl && SSL_session_reused(c->ssl))
+		atomic_fetch_add_explicit(&sl->resumed, 1, memory_order_relaxed);
 	reason_text(result, reason, sizeof(reason));
 	stats_handshake(sl, r, c->hs_ms * 1000, r == STATS_HS_OK ? NULL : reason);
 }

@@ -170,9 +170,11 @@ def test_sigterm_drains_then_exits(backend, daemon_factory):
 
 
 def test_features_not_built_are_refused_not_ignored(tmp_path):
-    """A config asking for backend TLS must not start and silently send plaintext."""
-    for extra, needle in [({"backend_tls": {"enabled": True, "verify": False}},
-                           "listeners[0].backend_tls.enabled: TLS towards backends is not available")]:
+    """A config asking for backend TLS on a tier that cannot carry it must not start and
+    silently send plaintext."""
+    for extra, needle in [({"backend_tls": {"enabled": True, "verify": False},
+                            "datapath": "ktls-splice"},
+                           "listeners[0].datapath: \"ktls-splice\" cannot carry backend_tls")]:
         cfg = tls_config(["127.0.0.1:1"], **extra)
         cfg["certificates"]["ec"] = {"cert": fixture("server-ec.chain.pem"),
                                      "key": fixture("server-ec.key")}

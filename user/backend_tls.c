@@ -1,0 +1,247 @@
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "backend_tls.h"
+#include "conn.h"
+#include "errmsg.h"
+#include "log.h"
+#include "policy.h"
+#include "state.h"
+
+/* ---- the BIO: records to and from the backend, over conn.bcin and conn.bcout ---- */
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+static int bio_write(BIO *b, const char *data, int len)
+{
+	struct conn *c = BIO_get_data(b);
+	struct buf *o = &c->bcout;
+	uint32_t n;
+
+	BIO_clear_retry_flags(b);
+	if (buf_ready(o) < 0)
+		return -1;
+	if (buf_space(o) < (uint32_t)len)
+		buf_compact(o);
+	n = MIN(buf_space(o), (uint32_t)len);
+	if (n == 0) {
+		BIO_set_retry_write(b);
+		return -1;
+	}
+	memcpy(o->data + o->tail, data, n);
+	o->tail += n;
+	return (int)n;
+}
+
+static int bio_read(BIO *b, char *out, int len)
+{
+	struct conn *c = BIO_get_data(b);
+	struct buf *in = &c->bcin;
+	uint32_t n = MIN(buf_len(in), (uint32_t)len);
+
+	BIO_clear_retry_flags(b);
+	if (n == 0) {
+		if (c->flags & CF_BIN_EOF)
+			return 0;
+		BIO_set_retry_read(b);
+		return -1;
+	}
+	memcpy(out, in->data + in->head, n);
+	buf_consume(in, n);
+	return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct conn *c = BIO_get_data(b);
+
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1;
+	case BIO_CTRL_PENDING:
+		return (long)buf_len(&c->bcin);
+	case BIO_CTRL_WPENDING:
+		return (long)buf_len(&c->bcout);
+	case BIO_CTRL_EOF:
+		return buf_len(&c->bcin) == 0 && (c->flags & CF_BIN_EOF);
+	default:
+		return 0;
+	}
+}
+
+static int bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static void bio_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ktlsd-backend");
+
+	if (!m || !BIO_meth_set_write(m, bio_write) || !BIO_meth_set_read(m, bio_read) ||
+	    !BIO_meth_set_ctrl(m, bio_ctrl) || !BIO_meth_set_create(m, bio_create)) {
+		BIO_meth_free(m);
+		return;
+	}
+	bio_method = m;
+}
+
+/* ---- the context ---- */
+
+static bool is_ip_literal(const char *s)
+{
+	unsigned char a[16];
+
+	return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+}
+
+static int load_ca(SSL_CTX *ctx, const struct config *cfg, size_t index, const char *file,
+		   struct cfg_errors *errs)
+{
+	char why[256];
+
+	if (access(file, R_OK) < 0) {
+		config_errors_add(errs, "%s: listeners[%zu].backend_tls.ca_file: %s: %s", cfg->path,
+				  index, file, strerror(errno));
+		return -EINVAL;
+	}
+	if (SSL_CTX_load_verify_file(ctx, file) != 1) {
+		config_errors_add(errs, "%s: listeners[%zu].backend_tls.ca_file: %s: no usable CA "
+					"certificate (%s)", cfg->path, index, file,
+				  errmsg_ossl_reason(why, sizeof(why)));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int backend_tls_ctx_build(const struct config *cfg, size_t index, SSL_CTX **out,
+			  struct cfg_errors *errs)
+{
+	const struct cfg_listener *l = &cfg->listeners[index];
+	struct policy *pol = NULL;
+	SSL_CTX *ctx = NULL;
+	X509_VERIFY_PARAM *param;
+	const char *sni = l->backend_tls.sni;
+	char why[256];
+	int ret = 0;
+
+	*out = NULL;
+	if (!l->backend_tls.enabled || l->protocol != CFG_PROTO_TLS)
+		return 0;
+	if (policy_lookup(cfg, l->backend_tls.security_policy, &pol, why, sizeof(why)) < 0) {
+		config_errors_add(errs, "%s: listeners[%zu].backend_tls.security_policy: %s",
+				  cfg->path, index, why);
+		ENSURE(false, EINVAL);
+	}
+	for (size_t k = 0; k < pol->n_unavailable; k++)
+		log_warn("%s: listeners[%zu].backend_tls.security_policy: %s: cipher %s is not "
+			 "available in this OpenSSL build and is left out",
+			 cfg->path, index, pol->name, pol->unavailable[k]);
+	ctx = SSL_CTX_new(TLS_client_method());
+	ENSURE(ctx, ENOMEM);
+	if (policy_apply(ctx, pol, why, sizeof(why)) < 0) {
+		config_errors_add(errs, "%s: listeners[%zu].backend_tls.security_policy: %s",
+				  cfg->path, index, why);
+		ENSURE(false, EINVAL);
+	}
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+				      SSL_MODE_RELEASE_BUFFERS);
+	/* A backend that closes without close_notify ends its direction, as a FIN does without
+	 * TLS; no resumption towards targets (the NLB document), so no session is ever kept. */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_TICKET);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (l->backend_tls.verify) {
+		GUARD(load_ca(ctx, cfg, index, l->backend_tls.ca_file, errs));
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		param = SSL_CTX_get0_param(ctx);
+		X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		if (sni && is_ip_literal(sni))
+			ENSURE(X509_VERIFY_PARAM_set1_ip_asc(param, sni) == 1, ENOMEM);
+		else if (sni)
+			ENSURE(X509_VERIFY_PARAM_set1_host(param, sni, 0) == 1, ENOMEM);
+		else
+			log_warn("%s: listeners[%zu].backend_tls: verify is on but no sni is set: "
+				 "the backend's chain is checked, not its name", cfg->path, index);
+	} else {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	}
+	*out = ctx;
+	ctx = NULL;
+cleanup:
+	SSL_CTX_free(ctx);
+	policy_free(pol);
+	return ret;
+}
+
+/* ---- per connection ---- */
+
+int backend_tls_start(struct conn *c, SSL_CTX *ctx)
+{
+	const char *sni = c->l->cfg->backend_tls.sni;
+	BIO *bio = NULL;
+	int ret = 0;
+
+	pthread_once(&bio_once, bio_init);
+	ENSURE(bio_method, ENOMEM);
+	c->bssl = SSL_new(ctx);
+	bio = BIO_new(bio_method);
+	ENSURE(c->bssl && bio, ENOMEM);
+	BIO_set_data(bio, c);
+	SSL_set_bio(c->bssl, bio, bio); /* the SSL owns the BIO from here */
+	bio = NULL;
+	SSL_set_app_data(c->bssl, c);
+	/* RFC 6066 §3: no IP literal in SNI (the name check above covers it). */
+	if (sni && !is_ip_literal(sni))
+		ENSURE(SSL_set_tlsext_host_name(c->bssl, sni) == 1, ENOMEM);
+	SSL_set_connect_state(c->bssl);
+cleanup:
+	BIO_free(bio);
+	if (ret < 0) {
+		SSL_free(c->bssl);
+		c->bssl = NULL;
+	}
+	return ret;
+}
+
+int backend_tls_step(struct conn *c, const char **why, enum stats_btls *kind)
+{
+	static __thread char text[320];
+	int r = SSL_do_handshake(c->bssl);
+	int err;
+	long vr;
+	char reason[256];
+
+	if (r == 1)
+		return 1;
+	err = SSL_get_error(c->bssl, r);
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+		return 0;
+	vr = SSL_get_verify_result(c->bssl);
+	if (vr != X509_V_OK) {
+		*kind = STATS_BTLS_VERIFY;
+		snprintf(text, sizeof(text), "backend certificate verify failed: %s",
+			 X509_verify_cert_error_string(vr));
+		ERR_clear_error();
+	} else if (err == SSL_ERROR_SSL && ERR_peek_error()) {
+		*kind = STATS_BTLS_HANDSHAKE;
+		snprintf(text, sizeof(text), "backend TLS handshake failed: %s",
+			 errmsg_ossl_reason(reason, sizeof(reason)));
+	} else {
+		*kind = STATS_BTLS_HANDSHAKE;
+		snprintf(text, sizeof(text), "backend TLS handshake failed: %s",
+			 (c->flags & CF_BIN_EOF) ? "the backend closed the connection"
+						 : "SSL error");
+		ERR_clear_error();
+	}
+	*why = text;
+	return -EPROTO;
+}

@@ -509,6 +509,15 @@ static const struct field backend_tls_fields[] = {
 	END,
 };
 
+#define ST_OFF(m) offsetof(__typeof__(((struct cfg_listener *)0)->session_tickets), m)
+static const struct field session_tickets_fields[] = {
+	{ "key_file", F_PATH, ST_OFF(key_file), false, 0, 0, 0, NULL, NULL, NULL, NULL },
+	{ "rotate_s", F_U32, ST_OFF(rotate_s), false, 1, 604800, 3600, NULL, NULL, NULL, NULL },
+	{ "lifetime_s", F_U32, ST_OFF(lifetime_s), false, 1, 604800, 7200, NULL, NULL, NULL,
+	  NULL },
+	END,
+};
+
 #define TO_OFF(m) offsetof(__typeof__(((struct cfg_listener *)0)->timeouts), m)
 static const struct field timeout_fields[] = {
 	{ "handshake_ms", F_U32, TO_OFF(handshake_ms), false, 1, 3600000, 10000, NULL, NULL, NULL,
@@ -566,6 +575,8 @@ static const struct field listener_fields[] = {
 	  NULL, NULL },
 	{ "session_resumption", F_BOOL, L(session_resumption), false, 0, 0, 0, NULL, NULL, NULL,
 	  NULL },
+	{ "session_tickets", F_OBJ, L(session_tickets), false, 0, 0, 0, NULL, NULL,
+	  session_tickets_fields, NULL },
 	{ "timeouts", F_OBJ, L(timeouts), false, 0, 0, 0, NULL, NULL, timeout_fields, NULL },
 	{ "max_connections", F_U32, L(max_connections), false, 1, 10000000, 100000, NULL, NULL,
 	  NULL, NULL },
@@ -744,6 +755,8 @@ static void resolve_listener(struct parse *p, struct cfg_listener *l, size_t li)
 	if (l->protocol == CFG_PROTO_TLS && l->datapath == CFG_DP_SOCKMAP)
 		ferr(p, "datapath", "\"sockmap\" forwards plaintext; \"tls\" listeners use "
 			"\"ktls-sockmap\", \"ktls-splice\" or \"userspace\"");
+	if (l->session_tickets.key_file && !l->session_resumption)
+		ferr(p, "session_tickets.key_file", "needs \"session_resumption\": true");
 	if (l->backend_tls.enabled && l->protocol != CFG_PROTO_TLS)
 		ferr(p, "backend_tls.enabled", "applies only to \"tls\" listeners");
 	if (l->backend_tls.enabled && l->backend_tls.verify && !l->backend_tls.ca_file)
@@ -782,6 +795,7 @@ static void config_free(struct config *c)
 		free_strlist(l->alpn, l->n_alpn);
 		free(l->backend_name);
 		free(l->backend_tls.ca_file);
+		free(l->session_tickets.key_file);
 		free(l->backend_tls.sni);
 		free(l->backend_tls.security_policy);
 		for (size_t j = 0; j < l->n_routes; j++) {

@@ -104,6 +104,11 @@ struct cfg_listener {
 	int datapath;	    /* enum cfg_datapath */
 	bool session_resumption;
 	struct {
+		char *key_file; /* NULL: generated keys, rotated every rotate_s */
+		uint32_t rotate_s;
+		uint32_t lifetime_s;
+	} session_tickets;
+	struct {
 		uint32_t handshake_ms;
 		uint32_t idle_ms;
 		uint32_t connect_ms;

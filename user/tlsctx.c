@@ -12,6 +12,7 @@
 #include "ktls.h"
 #include "log.h"
 #include "mtls.h"
+#include "tickets.h"
 #include "tlsctx.h"
 
 /* Chooses the first protocol of the listener's list that the client offers (server order). */
@@ -156,10 +157,13 @@ int tlsctx_build(const struct config *cfg, size_t index, const struct policy *po
 	/* A TCP FIN without close_notify ends the client's direction like close_notify would:
 	 * the backend sees the same half-close it would see without ktlsd. */
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* Resumption: stateless tickets only (tickets.h), never a server-side session cache. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	if (!l->session_resumption) {
-		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
 		SSL_CTX_set_num_tickets(ctx, 0);
+	} else {
+		GUARD(tickets_attach(ctx, cfg, index, errs));
 	}
 	if (l->n_alpn)
 		SSL_CTX_set_alpn_select_cb(ctx, alpn_select, (void *)l);

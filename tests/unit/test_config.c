@@ -83,6 +83,12 @@ static void test_minimal_config_gets_documented_defaults(void **state)
 	assert_string_equal(l->security_policy, "ELBSecurityPolicy-TLS13-1-2-2021-06");
 	assert_int_equal(l->datapath, CFG_DP_AUTO);
 	assert_false(l->session_resumption);
+	assert_null(l->session_tickets.key_file);
+	assert_int_equal(l->session_tickets.rotate_s, 3600);
+	assert_int_equal(l->session_tickets.lifetime_s, 7200);
+	assert_false(l->backend_tls.enabled);
+	assert_true(l->backend_tls.verify);
+	assert_string_equal(l->backend_tls.security_policy, "ELBSecurityPolicy-2016-08");
 	assert_int_equal(l->timeouts.handshake_ms, 10000);
 	assert_int_equal(l->timeouts.idle_ms, 300000);
 	assert_int_equal(l->timeouts.connect_ms, 3000);
@@ -161,6 +167,33 @@ static void test_types_bounds_and_enums(void **state)
 		      "listeners[0].alpn[0]: must be a non-empty string",
 		      "listeners[0].timeouts.connect_ms: must be an integer",
 		      ": workers: must be an integer from 0 to 1024", NULL);
+}
+
+static void test_tickets_and_backend_tls(void **state)
+{
+	struct config *cfg = load_ok(
+		"{\"listeners\": [{\"bind\": \"127.0.0.1:1\", \"certificates\": [\"c\"], "
+		"\"backend\": \"app\", \"session_resumption\": true, \"session_tickets\": "
+		"{\"key_file\": \"t.key\", \"rotate_s\": 60, \"lifetime_s\": 120}}]," MINIMAL_TAIL "}");
+
+	assert_true(cfg->listeners[0].session_tickets.key_file[0] == '/'); /* resolved */
+	assert_non_null(strstr(cfg->listeners[0].session_tickets.key_file, "/t.key"));
+	assert_int_equal(cfg->listeners[0].session_tickets.rotate_s, 60);
+	assert_int_equal(cfg->listeners[0].session_tickets.lifetime_s, 120);
+	config_put(cfg);
+	expect_errors("{\"listeners\": [{\"bind\": \"127.0.0.1:1\", \"certificates\": [\"c\"], "
+		      "\"backend\": \"app\", \"session_tickets\": {\"key_file\": \"t.key\", "
+		      "\"rotate_s\": 0, \"keys\": 2}}, {\"bind\": \"127.0.0.1:2\", \"protocol\": "
+		      "\"tcp\", \"backend\": \"app\", \"backend_tls\": {\"enabled\": true, "
+		      "\"verify\": false}}]," MINIMAL_TAIL "}",
+		      "listeners[0].session_tickets.rotate_s: must be an integer from 1 to 604800",
+		      "listeners[0].session_tickets.keys: unknown field", NULL);
+	expect_errors("{\"listeners\": [{\"bind\": \"127.0.0.1:1\", \"certificates\": [\"c\"], "
+		      "\"backend\": \"app\", \"session_tickets\": {\"key_file\": \"t.key\"}}, "
+		      "{\"bind\": \"127.0.0.1:2\", \"protocol\": \"tcp\", \"backend\": \"app\", "
+		      "\"backend_tls\": {\"enabled\": true, \"verify\": false}}]," MINIMAL_TAIL "}",
+		      "listeners[0].session_tickets.key_file: needs \"session_resumption\": true",
+		      "listeners[1].backend_tls.enabled: applies only to \"tls\" listeners", NULL);
 }
 
 static void test_addresses(void **state)
@@ -262,6 +295,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_fields_name_their_path),
 		cmocka_unit_test(test_types_bounds_and_enums),
 		cmocka_unit_test(test_addresses),
+		cmocka_unit_test(test_tickets_and_backend_tls),
 		cmocka_unit_test(test_required_fields),
 		cmocka_unit_test(test_cross_references),
 		cmocka_unit_test(test_certificate_limit),

@@ -335,6 +335,15 @@ static struct ring *generated_get(const char *listener, uint32_t rotate_s)
 	}
 	if (r) {
 		pthread_mutex_lock(&r->lock);
+		if (r->n && r->rotate_s != rotate_s) {
+			/* A reload changed the period: bring the ring up to date under the old
+			 * one, then start the new schedule now, with the current key as its
+			 * first. Recomputing the epoch from created_s with the new period would
+			 * jump it and drop both keys at once. */
+			rotate(r);
+			r->created_s = mono_s();
+			r->epoch = 0;
+		}
 		r->rotate_s = rotate_s;
 		pthread_mutex_unlock(&r->lock);
 	}

@@ -222,6 +222,25 @@ def test_generated_keys_rotate_on_schedule(version, backend, daemon_factory, tmp
     assert resume(port, version, tmp_path / "t0.pem") == "New"
 
 
+def test_generated_keys_survive_a_reload_that_changes_rotate_s(backend, daemon_factory,
+                                                               tmp_path):
+    """A reload that shortens rotate_s starts the new schedule at the reload: the key in use
+    keeps encrypting for one new period, so earlier tickets still resume. (Measuring the period
+    from startup with the new length would jump several periods and drop every key.)"""
+    import json
+    d = daemon_factory(config(backend, rotate_s=600))
+    port = d.ports[0]
+    name0 = new_ticket(port, "-tls1_3", tmp_path / "t0.pem")
+    time.sleep(7)  # 2 periods of 3 s since startup
+    cfg = json.loads(open(d.config_path).read())
+    cfg["listeners"][0]["session_tickets"] = {"rotate_s": 3}
+    with open(d.config_path, "w") as f:
+        json.dump(cfg, f)
+    reload(d)
+    assert resume(port, "-tls1_3", tmp_path / "t0.pem") == "Reused"
+    assert new_ticket(port, "-tls1_3", tmp_path / "t1.pem") == name0
+
+
 def test_key_file_errors_name_file_and_path(tmp_path):
     import json
     good = key_file(tmp_path / "good.key", os.urandom(80))

@@ -341,6 +341,8 @@ static void choose_tier(struct conn *c)
  * a clean close for the client (close_notify, then FIN). */
 static void backend_tls_failed(struct conn *c, const char *why, enum stats_btls kind)
 {
+	if (c->flags & CF_FLUSH_CLOSE)
+		return; /* already failing: one line, one count */
 	log_handshake(c, why);
 	stats_backend_tls_failed(c->l->stats, kind);
 	SSL_shutdown(c->ssl);
@@ -481,6 +483,11 @@ static void on_recv(struct conn *c, bool client, int res)
 			*(client ? &c->bytes_c2b : &c->bytes_b2c) += (uint64_t)res;
 	} else if (res == 0) {
 		c->flags |= client ? CF_CIN_EOF : CF_BIN_EOF;
+	} else if (!client && c->bssl && c->phase == CONN_CONNECTING) {
+		backend_tls_failed(c, res == -ECONNRESET ? "backend TLS handshake failed: the backend "
+							   "reset the connection"
+							 : "backend TLS handshake failed: recv error",
+				   STATS_BTLS_HANDSHAKE);
 	} else if (c->phase != CONN_CLOSING) {
 		conn_close(c, client ? (res == -ECONNRESET ? "client reset" : "client recv error")
 				     : (res == -ECONNRESET ? "backend reset" : "backend recv error"));
@@ -495,6 +502,9 @@ static void on_send(struct conn *c, bool client, int res)
 	if (res > 0) {
 		buf_consume(b, (uint32_t)res);
 		c->active_ms = c->w->now_ms;
+	} else if (!client && c->bssl && c->phase == CONN_CONNECTING) {
+		backend_tls_failed(c, "backend TLS handshake failed: send error",
+				   STATS_BTLS_HANDSHAKE);
 	} else if (c->phase != CONN_CLOSING) {
 		conn_close(c, client ? "client send failed" : "backend send failed");
 	}

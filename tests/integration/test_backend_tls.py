@@ -6,6 +6,7 @@ import random
 import select
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -221,7 +222,8 @@ def test_verify_false_accepts_a_self_signed_backend(daemon_factory):
 
 
 def test_backend_not_speaking_tls(daemon_factory):
-    """A plaintext backend answering the ClientHello with HTTP, and one that says nothing."""
+    """A plaintext backend answering the ClientHello with HTTP, one that resets the connection,
+    and one that says nothing."""
     def http(c):
         c.recv(4096)
         c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
@@ -231,7 +233,14 @@ def test_backend_not_speaking_tls(daemon_factory):
         time.sleep(5)
         c.close()
 
+    def reset(c):
+        c.recv(4096)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+
     for handle, why, reason in [(http, "backend TLS handshake failed: ", "handshake"),
+                                (reset, "backend TLS handshake failed: the backend reset the "
+                                 "connection", "handshake"),
                                 (silent, "backend TLS handshake timed out", "timeout")]:
         b = TcpBackend(handle)
         cfg = btls_config(b, verify=False, ca_file=None)

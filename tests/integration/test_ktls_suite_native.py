@@ -17,7 +17,7 @@ def test_ktls_suite_on_this_kernel(tmp_path):
                     os.path.join(TOP, "tests/vm/gnutls_client.c"), "-lgnutls"], check=True)
     env = dict(os.environ, KTLSD_BUILD=BUILD, VMTEST_BUILD=str(vmbuild), VMTEST_MIB="16",
                KTLS_SUITE_APP_PORT=str(free_port()), KTLS_SUITE_SINK_PORT=str(free_port()))
-    # 12 consecutive listener ports: find a free block
+    # 15 consecutive listener ports (PORT0 .. PORT0+14): find a free block
     base = free_port()
     env["KTLS_SUITE_PORT0"] = str(base if base < 60000 else 40000)
     r = subprocess.run(["/usr/bin/python3", "tests/vm/ktls_suite.py"], cwd=TOP, env=env,

@@ -140,6 +140,26 @@ def test_off_by_default_python_gets_a_full_handshake(version, backend, daemon_fa
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+def test_off_refuses_a_ticket_that_would_resume(version, backend, daemon_factory, tmp_path):
+    """A valid ticket, presented after a reload turned resumption off on the same listener (the
+    generated keys that sealed it are still there): a full handshake, and no new ticket."""
+    import json
+    d = daemon_factory(config(backend))
+    port = d.ports[0]
+    new_ticket(port, version, tmp_path / "s.pem")
+    assert resume(port, version, tmp_path / "s.pem") == "Reused"  # the ticket is good
+    cfg = json.loads(open(d.config_path).read())
+    cfg["listeners"][0]["session_resumption"] = False
+    with open(d.config_path, "w") as f:
+        json.dump(cfg, f)
+    reload(d)
+    out = s_client(port, version, "-msg", "-sess_in", str(tmp_path / "s.pem"))
+    assert handshake(out) == "New", out
+    assert "NewSessionTicket" not in out, out
+    assert d.log().count("resumed=yes") == 1
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 def test_on_resumes_with_s_client_and_python(version, backend, daemon_factory, tmp_path):
     d = daemon_factory(config(backend))
     new_ticket(d.ports[0], version, tmp_path / "s.pem")

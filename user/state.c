@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend_tls.h"
 #include "log.h"
@@ -30,11 +31,36 @@ static void warn_policy(const struct config *cfg, size_t i, const struct policy 
 			 cfg->listeners[i].name, p->name, policy_version_name(p->min_version));
 }
 
+/* The contexts of listener i: 0, or negative with the reason in errs (when the failing step said
+ * nothing (out of memory), the caller adds a line: a listener never runs half set up, e.g.
+ * without the TLS its backend_tls asks for). */
+static int listener_build(struct state *s, struct config *cfg, size_t i, struct cfg_errors *errs)
+{
+	struct listener_rt *lr = &s->listeners[i];
+	const struct cfg_listener *l = &cfg->listeners[i];
+	char why[256];
+	int ret = 0;
+
+	GUARD(backend_tls_ctx_build(cfg, i, &lr->bctx, errs));
+	if (l->protocol != CFG_PROTO_TLS)
+		return 0;
+	if (policy_lookup(cfg, l->security_policy, &lr->policy, why, sizeof(why)) < 0) {
+		config_errors_add(errs, "%s: listeners[%zu].security_policy: %s", cfg->path, i,
+				  why);
+		ENSURE(false, EINVAL);
+	}
+	warn_policy(cfg, i, lr->policy);
+	GUARD(tlsctx_build(cfg, i, lr->policy, &lr->ctx, errs));
+cleanup:
+	return ret;
+}
+
 int state_build(struct config *cfg, struct state **out, struct cfg_errors *errs)
 {
 	struct state *s = calloc(1, sizeof(*s));
-	char why[256];
-	int ret = 0;
+	bool failed = false;
+	size_t n0;
+	int ret = 0, r;
 
 	ENSURE(s, ENOMEM);
 	atomic_init(&s->refs, 1);
@@ -53,20 +79,16 @@ int state_build(struct config *cfg, struct state **out, struct cfg_errors *errs)
 		lr->backend = l->backend_name ? &s->backends[l->backend] : NULL;
 		lr->stats = stats_listener_get(l->name);
 		ENSURE(lr->stats, ENOMEM);
-		if (backend_tls_ctx_build(cfg, i, &lr->bctx, errs) < 0)
-			continue;
-		if (l->protocol != CFG_PROTO_TLS)
-			continue;
-		if (policy_lookup(cfg, l->security_policy, &lr->policy, why, sizeof(why)) < 0) {
-			config_errors_add(errs, "%s: listeners[%zu].security_policy: %s", cfg->path,
-					  i, why);
-			continue;
+		n0 = errs->n;
+		r = listener_build(s, cfg, i, errs);
+		if (r < 0) {
+			failed = true;
+			if (errs->n == n0)
+				config_errors_add(errs, "%s: listeners[%zu]: cannot be set up: %s",
+						  cfg->path, i, strerror(-r));
 		}
-		warn_policy(cfg, i, lr->policy);
-		if (tlsctx_build(cfg, i, lr->policy, &lr->ctx, errs) < 0)
-			continue;
 	}
-	ENSURE(errs->n == 0, EINVAL);
+	ENSURE(!failed && errs->n == 0, EINVAL);
 	*out = s;
 	s = NULL;
 cleanup:

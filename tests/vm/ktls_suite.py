@@ -12,6 +12,7 @@ tools/demo_backend.py; real clients (Python's ssl, openssl s_client, gnutls-cli,
 gnutls_client on the GnuTLS library) move data through it. Each check prints PASS/FAIL with its name;
 the exit status is 1 if any failed. VMTEST_MIB sets the transfer size (default 64 MiB each way).
 """
+import atexit
 import hashlib
 import json
 import os
@@ -78,9 +79,11 @@ def check(name):
     return run
 
 
-def wait_port(port, timeout=30):
+def wait_port(port, timeout=30, proc=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc and proc.poll() is not None:
+            raise RuntimeError("exited with %d" % proc.returncode)
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -225,9 +228,19 @@ def main():
     logpath = cfgpath + ".log"
     log = open(logpath, "wb")
     daemon = subprocess.Popen([KTLSD, "-f", "-l", "debug", "-c", cfgpath], stderr=log)
+    # whatever ends this process, no helper outlives it (an orphan holding our stdout would
+    # keep a caller reading it waiting)
+    atexit.register(backend.kill)
+    atexit.register(lambda: daemon.poll() is None and daemon.kill())
     wait_port(APP_PORT)
-    for i in range(len(COMBOS)):
-        wait_port(PORT0 + i)
+    for port in [PORT0 + i for i in range(len(COMBOS))] + [PORT0 + k for k in range(10, 15)]:
+        try:
+            wait_port(port, timeout=30, proc=daemon)
+        except (TimeoutError, RuntimeError):
+            with open(logpath, "rb") as f:
+                print("ktlsd did not listen on %d; its log:\n%s"
+                      % (port, f.read().decode(errors="replace")[-3000:]), flush=True)
+            raise
     stat0 = tls_stat() if KTLS else {}
     ktls_conns = 0
     gnutls_client = os.path.join(VMBUILD, "gnutls_client")

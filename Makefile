@@ -4,11 +4,12 @@
 
 B ?= build
 CC ?= gcc
-PKGS := libssl libcrypto liburing jansson
+PKGS := libssl libcrypto liburing jansson libbpf
 CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-	-Iuser -Iinclude -I$(B) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+	-Iuser -Iinclude -I$(B) -I$(B)/bpf $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS ?= -O2 -g
-LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -luring -ljansson) -lpthread
+LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
+	echo -lssl -lcrypto -luring -ljansson -lbpf -lelf -lz) -lpthread
 
 # make check: a separate tree built with ASan+UBSan.
 ifeq ($(SAN),1)
@@ -28,6 +29,33 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 all: $(B)/ktlsd $(B)/ktlsctl
+
+# BPF (DESIGN §1, §2.5): vmlinux.h from the build machine's BTF, the programs compiled by clang,
+# and a bpftool skeleton that user/bpfmap.c includes. All generated under $(B), never committed.
+BTF ?= /sys/kernel/btf/vmlinux
+BPF_ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+BPF_SKEL := $(B)/bpf/ktlsd.skel.h
+
+$(B)/bpf/vmlinux.h:
+	$(call msg,BTF,$@)
+	$(Q)test -r $(BTF) || { echo "error: $(BTF) is missing: this kernel was built without BTF" \
+		"(CONFIG_DEBUG_INFO_BTF); the BPF programs need it. Build on a kernel with BTF or" \
+		"pass BTF=/path/to/vmlinux" >&2; exit 1; }
+	$(Q)mkdir -p $(@D)
+	$(Q)bpftool btf dump file $(BTF) format c > $@
+
+$(B)/bpf/%.bpf.o: bpf/%.bpf.c include/ktlsd_bpf.h $(B)/bpf/vmlinux.h
+	$(call msg,BPF,$@)
+	$(Q)clang -target bpf -O2 -g -D__TARGET_ARCH_$(BPF_ARCH) -Wall -Werror -I$(B)/bpf -Iinclude \
+		-c $< -o $@
+
+$(B)/bpf/%.skel.h: $(B)/bpf/%.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)bpftool gen skeleton $< name $(subst -,_,$*)_bpf > $@
+
+# The only user of the skeleton; -MMD tracks it after the first build.
+$(B)/user/bpfmap.o: $(BPF_SKEL)
+.SECONDARY: $(B)/bpf/ktlsd.bpf.o
 
 $(B)/%.o: %.c
 	$(call msg,CC,$@)

@@ -321,6 +321,12 @@ static void start_forwarding(struct conn *c)
  * Logs the handshake line once the tier is known. */
 static void choose_tier(struct conn *c)
 {
+	if (!c->ssl && datapath_sockmap_allowed(c->l->cfg) && dp_sockmap_attach(c) == 0) {
+		c->dp = &dp_sockmap;
+		log_handshake(c, "ok");
+		c->dp->pump(c);
+		return;
+	}
 	switch (handoff_try(c)) {
 	case HANDOFF_WAIT:
 	case HANDOFF_FATAL:
@@ -488,6 +494,8 @@ static void on_recv(struct conn *c, bool client, int res)
 							   "reset the connection"
 							 : "backend TLS handshake failed: recv error",
 				   STATS_BTLS_HANDSHAKE);
+	} else if (res == -ECANCELED && c->phase == CONN_FORWARDING) {
+		/* a tier took the socket over (dp_sockmap) */
 	} else if (c->phase != CONN_CLOSING) {
 		conn_close(c, client ? (res == -ECONNRESET ? "client reset" : "client recv error")
 				     : (res == -ECONNRESET ? "backend reset" : "backend recv error"));
@@ -551,7 +559,9 @@ void conn_check_timeout(struct conn *c, uint64_t now_ms)
 
 	if (c->phase == CONN_HANDSHAKE && now_ms - c->start_ms >= l->timeouts.handshake_ms)
 		conn_close(c, "handshake timeout");
-	else if (c->phase == CONN_FORWARDING && now_ms - c->active_ms >= l->timeouts.idle_ms)
+	else if (c->phase == CONN_FORWARDING && c->dp && c->dp->tick)
+		c->dp->tick(c);
+	if (c->phase == CONN_FORWARDING && now_ms - c->active_ms >= l->timeouts.idle_ms)
 		conn_close(c, "idle timeout");
 	else if (c->phase == CONN_CONNECTING && c->bssl && !(c->flags & CF_FLUSH_CLOSE) &&
 		 now_ms - c->bhs_start_ms >= l->timeouts.connect_ms)

@@ -101,6 +101,7 @@ struct conn {
 	const char *version, *cipher;
 	uint64_t acct_c2b, acct_b2c;
 	uint8_t tier;
+	uint64_t cookie; /* client socket cookie: its conns map key (conn_bpf.h); 0 = no entry */
 } __attribute__((aligned(16)));
 
 /* A datapath tier: what moves bytes once the handshake is done and the backend is connected. */
@@ -112,6 +113,8 @@ struct dp_ops {
 	void (*complete)(struct conn *c, unsigned op, int res);
 	/* Frees what the tier holds; called once, when the connection is freed. */
 	void (*release)(struct conn *c);
+	/* Optional: the worker's tick (every 100 ms), before the idle timeout is checked. */
+	void (*tick)(struct conn *c);
 };
 
 /* Takes a just-accepted socket. Returns 0, or a negative errno after closing fd. */
@@ -148,5 +151,8 @@ extern const struct dp_ops dp_userspace;
 extern const struct dp_ops dp_splice;
 /* Creates the ktls-splice pipes for c; 0 or -errno (c stays on its current tier). */
 int dp_splice_attach(struct conn *c) __attribute__((warn_unused_result));
+extern const struct dp_ops dp_sockmap;
+/* Prepares the sockmap tier for c (tcp, tls-passthrough): 0 or -errno (c stays in userspace). */
+int dp_sockmap_attach(struct conn *c) __attribute__((warn_unused_result));
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bpfmap.h"
 #include "datapath.h"
 #include "err.h"
 #include "ktls.h"
@@ -46,6 +47,25 @@ static int probe_ktls(enum ktls_cipher cipher)
 
 static struct datapath_caps current;
 
+/* The sockmap tier works when the programs load and attach and a loopback connection relays
+ * through the sockhash both ways (bpfmap_selftest). The objects stay loaded for the daemon. */
+static void probe_sockmap(struct datapath_caps *caps)
+{
+	char why[160] = "";
+	int r = bpfmap_load(why, sizeof(why));
+
+	if (r == 0)
+		r = bpfmap_selftest(why, sizeof(why));
+	caps->tier[CFG_DP_SOCKMAP] = r == 0;
+	if (r == 0) {
+		log_info("datapath: BPF sockmap available: tcp and tls-passthrough listeners "
+			 "forward in the kernel (sockmap)");
+		return;
+	}
+	snprintf(caps->why[CFG_DP_SOCKMAP], sizeof(caps->why[0]), "%s", why);
+	log_info("datapath: BPF sockmap not used: %s", why);
+}
+
 void datapath_probe(struct datapath_caps *caps)
 {
 	static const enum ktls_cipher ciphers[] = { KTLS_AES_GCM_128, KTLS_AES_GCM_256,
@@ -77,8 +97,7 @@ void datapath_probe(struct datapath_caps *caps)
 					   : "the kernel has no TLS ULP (setsockopt TCP_ULP \"tls\": %s%s)",
 			 r == -ENOPROTOOPT ? "" : strerror(-r),
 			 r == -ENOENT ? "; CONFIG_TLS is off or the tls module is not loaded" : "");
-	snprintf(caps->why[CFG_DP_SOCKMAP], sizeof(caps->why[0]),
-		 "this build has no BPF sockmap datapath yet");
+	probe_sockmap(caps);
 	if (r == 0)
 		log_info("datapath: kTLS available (%s): tls listeners hand sessions to the kernel "
 			 "(ktls-splice) when the negotiated cipher allows it", have);
@@ -102,6 +121,12 @@ void datapath_probe(struct datapath_caps *caps)
 bool datapath_ktls_cipher_ok(enum ktls_cipher c)
 {
 	return current.ktls_ciphers & (1u << c);
+}
+
+bool datapath_sockmap_allowed(const struct cfg_listener *l)
+{
+	return l->protocol != CFG_PROTO_TLS && current.tier[CFG_DP_SOCKMAP] &&
+	       (l->datapath == CFG_DP_AUTO || l->datapath == CFG_DP_SOCKMAP);
 }
 
 bool datapath_ktls_allowed(const struct cfg_listener *l)

@@ -15,7 +15,8 @@ struct datapath_caps {
 	unsigned ktls_ciphers;		   /* 1 << enum ktls_cipher the kernel accepted */
 };
 
-/* Probes the kernel (TCP_ULP "tls" on a loopback socket), fills caps and keeps a copy for
+/* Probes the kernel (TCP_ULP "tls" on a loopback socket; the BPF programs, loaded and
+ * relaying a loopback connection through the sockhash), fills caps and keeps a copy for
  * datapath_ktls_allowed(). Called once at startup, before any worker runs. */
 void datapath_probe(struct datapath_caps *caps);
 /* True when the startup probe installed this cipher in the kernel's TLS. */
@@ -23,6 +24,8 @@ bool datapath_ktls_cipher_ok(enum ktls_cipher c);
 /* True when connections of this listener may be handed to kernel TLS (kernel support and the
  * listener's "datapath" both allow it). */
 bool datapath_ktls_allowed(const struct cfg_listener *l);
+/* True when connections of this listener (tcp or tls-passthrough) go to the sockmap tier. */
+bool datapath_sockmap_allowed(const struct cfg_listener *l);
 /* Adds an error for every listener whose forced tier is unavailable. */
 void datapath_check(const struct config *cfg, const struct datapath_caps *caps,
 		    struct cfg_errors *errs);

@@ -11,6 +11,7 @@
 
 #include <openssl/crypto.h>
 
+#include "bpfmap.h"
 #include "config.h"
 #include "ctl.h"
 #include "datapath.h"
@@ -165,6 +166,16 @@ int main(int argc, char **argv)
 		goto cleanup;
 	}
 	raise_nofile();
+	if (bpfmap_loaded()) {
+		char why[256] = "";
+
+		if (bpfmap_pin(cfg->bpf.pin_path, why, sizeof(why)) < 0) {
+			fprintf(stderr, "%s: bpf.pin_path: %s\n", path, why);
+			goto cleanup;
+		}
+		log_info("bpf: maps and programs pinned under %s (docs/bpftool.md)",
+			 cfg->bpf.pin_path);
+	}
 	n = worker_count(cfg);
 	workers = calloc(n, sizeof(*workers));
 	if (!workers)
@@ -210,6 +221,7 @@ cleanup:
 	state_put(st);
 	config_put(cfg);
 	config_errors_free(&errs);
+	bpfmap_unload();
 	stats_exit();
 	return ret;
 }

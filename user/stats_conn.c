@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "conn_bpf.h"
 #include "state.h"
 #include "stats.h"
 
@@ -41,6 +42,7 @@ void stats_conn_logged(struct conn *c, const char *result)
 
 	c->tier = (uint8_t)stats_tier_by_name(c->dp ? c->dp->name : NULL);
 	stats_conn_tier(sl, (enum stats_tier)c->tier);
+	conn_bpf_open(c);
 	if (!result)
 		result = "closed";
 	if (strcmp(result, "backend-unreachable") == 0)
@@ -65,6 +67,7 @@ void stats_conn_logged(struct conn *c, const char *result)
 
 void stats_conn_flush(struct conn *c)
 {
+	conn_bpf_sync(c);
 	stats_bytes(c->l->stats, c->bytes_c2b - c->acct_c2b, c->bytes_b2c - c->acct_b2c);
 	c->acct_c2b = c->bytes_c2b;
 	c->acct_b2c = c->bytes_b2c;
@@ -73,6 +76,7 @@ void stats_conn_flush(struct conn *c)
 void stats_conn_freed(struct conn *c)
 {
 	stats_conn_flush(c);
+	conn_bpf_close(c);
 	stats_conn_closed(c->l->stats, (enum stats_tier)c->tier);
 	free(c->sni);
 	c->sni = NULL;

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -100,7 +101,11 @@ class Daemon:
         self.dir = tempfile.mkdtemp(prefix="ktlsd-it-")
         if "control" not in config:  # one control socket per daemon, never the system's
             config = dict(config, control={"socket": os.path.join(self.dir, "ctl.sock")})
+        if "bpf" not in config:  # one BPF pin directory per daemon, never the system's
+            config = dict(config, bpf={"pin_path": "/sys/fs/bpf/ktlsd-it-%d-%s" % (
+                os.getpid(), os.path.basename(self.dir))})
         self.ctl_path = config["control"]["socket"]
+        self.pin_path = config["bpf"]["pin_path"]
         self.config = config
         self.config_path = os.path.join(FIX, "it-%d-%d.json" % (os.getpid(), id(self)))
         with open(self.config_path, "w") as f:
@@ -145,6 +150,7 @@ class Daemon:
         self.log_file.close()
         with contextlib.suppress(OSError):
             os.unlink(self.config_path)
+        shutil.rmtree(self.pin_path, ignore_errors=True)  # left behind only by a killed daemon
         return self.proc.returncode
 
 

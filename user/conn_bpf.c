@@ -1,0 +1,86 @@
+#include <string.h>
+
+#include "bpfmap.h"
+#include "conn.h"
+#include "conn_bpf.h"
+#include "state.h"
+#include "worker.h"
+
+static enum ktlsd_state conn_state(const struct conn *c)
+{
+	if (c->phase == CONN_CLOSING)
+		return KTLSD_STATE_CLOSING;
+	if (c->flags & (CF_CIN_EOF | CF_BIN_EOF | CF_C_SHUT | CF_B_SHUT | CF_C_DONE))
+		return KTLSD_STATE_HALF_CLOSED;
+	return KTLSD_STATE_FORWARDING;
+}
+
+void conn_bpf_open(struct conn *c)
+{
+	struct ktlsd_conn e = {
+		.listener = (uint32_t)c->l->index,
+		.state = conn_state(c),
+		.tier = (enum ktlsd_tier)c->tier,
+		.bytes_c2b = c->bytes_c2b,
+		.bytes_b2c = c->bytes_b2c,
+		.start_ns = c->start_ms * 1000000ull,
+		.last_ns = c->active_ms * 1000000ull,
+	};
+
+	/* dp_sockmap makes its own entry, before the verdict may count into it. */
+	if (!bpfmap_loaded() || c->tier == KTLSD_TIER_NONE || c->dp == &dp_sockmap)
+		return;
+	c->cookie = bpfmap_cookie(c->cfd);
+	if (!c->cookie)
+		return;
+	if (c->bfd >= 0)
+		e.backend_cookie = bpfmap_cookie(c->bfd);
+	if (c->ssl && SSL_is_init_finished(c->ssl)) {
+		const SSL_CIPHER *ci = SSL_get_current_cipher(c->ssl);
+
+		e.tls_version = (uint16_t)SSL_version(c->ssl);
+		if (ci) {
+			e.cipher_suite = SSL_CIPHER_get_protocol_id(ci);
+			strncpy(e.cipher, SSL_CIPHER_get_name(ci), sizeof(e.cipher) - 1);
+		}
+	}
+	if (bpfmap_conn_put(c->cookie, &e) < 0)
+		c->cookie = 0; /* map full: this connection is not listed */
+}
+
+void conn_bpf_sync(struct conn *c)
+{
+	struct ktlsd_conn e;
+
+	if (!c->cookie)
+		return;
+	/* Other tiers: written when ktlsd's own counts moved since the last tick (stats_conn_flush
+	 * calls this before it takes them), so an idle connection costs no syscall. */
+	if (c->dp != &dp_sockmap && c->bytes_c2b == c->acct_c2b && c->bytes_b2c == c->acct_b2c)
+		return;
+	if (bpfmap_conn_get(c->cookie, &e) < 0)
+		return;
+	if (c->dp == &dp_sockmap) {
+		/* The verdict's counts; they include what ktlsd forwarded before the handover. */
+		if (e.bytes_c2b != c->bytes_c2b || e.bytes_b2c != c->bytes_b2c)
+			c->active_ms = c->w->now_ms;
+		if (e.bytes_c2b > c->bytes_c2b)
+			c->bytes_c2b = e.bytes_c2b;
+		if (e.bytes_b2c > c->bytes_b2c)
+			c->bytes_b2c = e.bytes_b2c;
+		return;
+	}
+	e.bytes_c2b = c->bytes_c2b;
+	e.bytes_b2c = c->bytes_b2c;
+	e.state = conn_state(c);
+	e.last_ns = c->active_ms * 1000000ull;
+	if (bpfmap_conn_put(c->cookie, &e) < 0)
+		return; /* the entry stays as it was; the next tick retries */
+}
+
+void conn_bpf_close(struct conn *c)
+{
+	if (c->cookie)
+		bpfmap_conn_del(c->cookie);
+	c->cookie = 0;
+}

@@ -1,0 +1,382 @@
+/* dp_sockmap — the sockmap tier for tcp and tls-passthrough listeners: once the backend is
+ * connected, both sockets go into the BPF sockhash and the stream verdict (bpf/ktlsd.bpf.c)
+ * redirects every byte to the other socket inside the kernel.
+ *
+ * Handover. The verdict only sees bytes that arrive after a socket joined the map. Bytes ktlsd
+ * already read (a PROXY header, the ClientHello of a passthrough connection, early backend data)
+ * are sent from its buffers first, and the sockets join the map only once those sends completed
+ * and no receive is in flight, so the redirected bytes follow them in order. Bytes that reached a
+ * socket but were not read stay in its receive queue; the strparser would take them only at the
+ * next arrival, so SO_RCVLOWAT is set after the insertion, which makes TCP signal data-ready and
+ * the strparser read the queue at once (Linux 6.18: without it the queued bytes waited for the
+ * next segment, see docs/datapath.md).
+ *
+ * Ends. Redirected bytes never wake ktlsd, so each socket has one io_uring poll for
+ * POLLRDHUP (POLLERR and POLLHUP always report). A FIN is passed on with shutdown(SHUT_WR) once
+ * the direction drained (sockmap_drain.h), checked on the poll and on every tick; an error or
+ * reset on either socket resets the other (SO_LINGER 0) and closes the connection. Idle time is
+ * measured by the verdict's byte counters (conn_bpf.c reads them every tick). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+
+#include "bpfmap.h"
+#include "conn.h"
+#include "log.h"
+#include "sockmap_drain.h"
+#include "state.h"
+#include "worker.h"
+
+/* Redirected bytes not yet written to their destination may take SOCKMAP_BACKLOG_TOTAL in all;
+ * past that, a connection holding more than SOCKMAP_BACKLOG_CONN is reset (see tick()). */
+#define SOCKMAP_BACKLOG_CONN (64ull << 20)
+#define SOCKMAP_BACKLOG_TOTAL (512ull << 20)
+
+static _Atomic uint64_t backlog_total; /* over every connection of every worker */
+
+#define TCP_STATE_CLOSE 7 /* include/net/tcp_states.h; glibc has it only in <netinet/tcp.h> */
+
+struct sockmap_state {
+	uint64_t bcookie;
+	struct sockmap_dir dir[2]; /* by enum ktlsd_dir */
+	uint64_t seen[2];	   /* byte counts at the last backlog check */
+	uint64_t backlog;	   /* this connection's share of backlog_total */
+	bool mapped;
+	bool cancelling; /* a userspace receive is being cancelled before the handover */
+};
+
+static void release(struct conn *c);
+
+/* Ops: OP_DP1 the client socket's poll, OP_DP2 the backend's. */
+static inline bool busy(const struct conn *c, unsigned op)
+{
+	return c->inflight & (1u << op);
+}
+
+static inline int src_fd(const struct conn *c, unsigned d)
+{
+	return d == KTLSD_DIR_C2B ? c->cfd : c->bfd;
+}
+
+static inline int dst_fd(const struct conn *c, unsigned d)
+{
+	return d == KTLSD_DIR_C2B ? c->bfd : c->cfd;
+}
+
+/* What the socket's write side took so far: acknowledged bytes plus those still queued. */
+static int written(int fd, uint64_t *out)
+{
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+	int outq = 0;
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0 || ioctl(fd, SIOCOUTQ, &outq) < 0)
+		return -errno;
+	*out = ti.tcpi_bytes_acked + (uint64_t)outq;
+	return 0;
+}
+
+static int tcp_info_of(int fd, struct tcp_info *ti)
+{
+	socklen_t l = sizeof(*ti);
+
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &l) < 0 ? -errno : 0;
+}
+
+static void arm_poll(struct conn *c, bool client)
+{
+	unsigned op = client ? OP_DP1 : OP_DP2;
+	struct io_uring_sqe *sqe;
+
+	if (busy(c, op))
+		return;
+	sqe = ring_sqe(&c->w->ring);
+	io_uring_prep_poll_add(sqe, client ? c->cfd : c->bfd, POLLRDHUP);
+	io_uring_sqe_set_data64(sqe, ring_ud(c, op));
+	c->inflight |= 1u << op;
+}
+
+/* An error or reset on one socket: the other gets a reset too (close with SO_LINGER 0). */
+static void reset(struct conn *c, bool client, int err)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(client ? c->bfd : c->cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	log_debug("conn peer=%s listener=%s: %s socket: %s", c->peer_text, c->l->cfg->name,
+		  client ? "client" : "backend", strerror(err));
+	conn_close(c, err == ENOBUFS ? "sockmap backlog limit"
+		      : client ? (err == ECONNRESET ? "client reset" : "client socket error")
+			       : (err == ECONNRESET ? "backend reset" : "backend socket error"));
+}
+
+static int so_error(int fd)
+{
+	int err = 0;
+	socklen_t l = sizeof(err);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+		return errno;
+	return err;
+}
+
+/* Userspace buffers sent, no receive in flight: the sockets can join the map. */
+static bool ready_for_map(struct conn *c, struct sockmap_state *st)
+{
+	conn_post_send(c, false);
+	conn_post_send(c, true);
+	if (!st->cancelling) {
+		if (busy(c, OP_CRECV))
+			ring_cancel(&c->w->ring, ring_ud(c, OP_CRECV));
+		if (busy(c, OP_BRECV))
+			ring_cancel(&c->w->ring, ring_ud(c, OP_BRECV));
+		st->cancelling = true;
+	}
+	return !buf_len(c->b_tx) && !buf_len(c->c_tx) &&
+	       !(c->inflight & (1u << OP_CRECV | 1u << OP_BRECV | 1u << OP_CSEND | 1u << OP_BSEND));
+}
+
+/* Puts both sockets in the sockhash. Returns 0 or a negative errno (EOPNOTSUPP: a socket is no
+ * longer established, e.g. the client already sent its FIN; the map takes only established
+ * sockets). */
+static int handover(struct conn *c, struct sockmap_state *st)
+{
+	struct ktlsd_conn e = {
+		.listener = (uint32_t)c->l->index,
+		.state = KTLSD_STATE_FORWARDING,
+		.tier = KTLSD_TIER_SOCKMAP,
+		.backend_cookie = st->bcookie,
+		.bytes_c2b = c->bytes_c2b,
+		.bytes_b2c = c->bytes_b2c,
+		.start_ns = c->start_ms * 1000000ull,
+	};
+	int one = 1, r;
+
+	st->dir[KTLSD_DIR_C2B].user = c->bytes_c2b;
+	st->dir[KTLSD_DIR_B2C].user = c->bytes_b2c;
+	st->dir[KTLSD_DIR_C2B].src_eof = c->flags & CF_CIN_EOF;
+	st->dir[KTLSD_DIR_B2C].src_eof = c->flags & CF_BIN_EOF;
+	if ((r = written(c->bfd, &st->dir[KTLSD_DIR_C2B].wbase)) < 0 ||
+	    (r = written(c->cfd, &st->dir[KTLSD_DIR_B2C].wbase)) < 0 ||
+	    (r = bpfmap_conn_put(c->cookie, &e)) < 0 ||
+	    (r = bpfmap_pair_add(c->cfd, c->cookie, c->bfd, st->bcookie, e.listener)) < 0) {
+		bpfmap_conn_del(c->cookie);
+		return r;
+	}
+	st->mapped = true;
+	/* Bytes already queued on either socket: have the strparser read them now. */
+	setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+	setsockopt(c->bfd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+	if (!st->dir[KTLSD_DIR_C2B].src_eof)
+		arm_poll(c, true);
+	if (!st->dir[KTLSD_DIR_B2C].src_eof)
+		arm_poll(c, false);
+	c->active_ms = c->w->now_ms;
+	return 0;
+}
+
+/* A socket whose poll ended at its FIN is watched here for a later reset. */
+static bool check_reset(struct conn *c, bool client)
+{
+	struct tcp_info ti;
+	int fd = client ? c->cfd : c->bfd, err;
+
+	if (busy(c, client ? OP_DP1 : OP_DP2) || (c->flags & (client ? CF_C_SHUT : CF_B_SHUT)))
+		return false;
+	if (tcp_info_of(fd, &ti) < 0 || ti.tcpi_state != TCP_STATE_CLOSE)
+		return false;
+	err = so_error(fd);
+	reset(c, client, err ? err : ECONNRESET);
+	return true;
+}
+
+static void check_drain(struct conn *c, struct sockmap_state *st)
+{
+	struct ktlsd_conn e;
+	struct tcp_info ti;
+	bool have_e = false;
+
+	if (check_reset(c, true) || check_reset(c, false))
+		return;
+	for (unsigned d = KTLSD_DIR_C2B; d <= KTLSD_DIR_B2C; d++) {
+		struct sockmap_dir *sd = &st->dir[d];
+		bool to_client = d == KTLSD_DIR_B2C;
+
+		if (!sd->src_eof || (c->flags & (to_client ? CF_C_SHUT : CF_B_SHUT)))
+			continue;
+		if (!have_e && bpfmap_conn_get(c->cookie, &e) < 0)
+			return;
+		have_e = true;
+		sd->redir = (d == KTLSD_DIR_C2B ? e.bytes_c2b : e.bytes_b2c) - sd->user;
+		if (tcp_info_of(src_fd(c, d), &ti) < 0 || written(dst_fd(c, d), &sd->dst_written) < 0)
+			continue;
+		sd->src_rcvd = ti.tcpi_bytes_received;
+		if (sockmap_dir_drained(sd))
+			conn_shutdown_wr(c, to_client);
+	}
+	if (conn_both_done(c))
+		conn_close(c, NULL);
+}
+
+static void pump(struct conn *c)
+{
+	struct sockmap_state *st = c->dp_data;
+	int r;
+
+	if (!st->mapped) {
+		if (!ready_for_map(c, st))
+			return;
+		if ((r = handover(c, st)) < 0) {
+			/* Rare: the sockets changed state while ktlsd's buffers drained. */
+			log_info("conn peer=%s listener=%s: the sockets cannot join the sockhash (%s); "
+				 "forwarding the rest in userspace", c->peer_text, c->l->cfg->name,
+				 strerror(-r));
+			release(c);
+			c->dp = &dp_userspace;
+			c->dp->pump(c);
+			return;
+		}
+	}
+	check_drain(c, st);
+}
+
+/* Bytes the verdict redirected in direction d that the destination socket has not taken yet. */
+static uint64_t backlog_of(struct conn *c, struct sockmap_state *st, unsigned d)
+{
+	uint64_t w, redir = st->seen[d] - st->dir[d].user;
+
+	/* The count read at this tick may trail the socket's own numbers. */
+	if (written(dst_fd(c, d), &w) < 0 || redir <= w - st->dir[d].wbase)
+		return 0;
+	return redir - (w - st->dir[d].wbase);
+}
+
+static void set_backlog(struct sockmap_state *st, uint64_t b)
+{
+	if (b >= st->backlog)
+		atomic_fetch_add_explicit(&backlog_total, b - st->backlog, memory_order_relaxed);
+	else
+		atomic_fetch_sub_explicit(&backlog_total, st->backlog - b, memory_order_relaxed);
+	st->backlog = b;
+}
+
+/* The kernel gives a sockhash redirect no backpressure (Linux 6.18, docs/datapath.md): when a
+ * destination reads slower than its source sends, the difference waits in the destination's
+ * psock queue, in kernel memory no socket limit covers, and the source's window stays open. So
+ * every tick each connection whose counts moved (or that had a backlog) measures it; while the
+ * sum over all connections is past SOCKMAP_BACKLOG_TOTAL, a connection holding more than
+ * SOCKMAP_BACKLOG_CONN is reset. A single fast transfer to a slower reader may use the whole
+ * budget; many slow readers cannot take the host's memory. */
+static void tick(struct conn *c)
+{
+	struct sockmap_state *st = c->dp_data;
+	uint64_t b[2];
+
+	if (st->mapped && c->phase == CONN_FORWARDING &&
+	    (st->backlog || c->bytes_c2b != st->seen[KTLSD_DIR_C2B] ||
+	     c->bytes_b2c != st->seen[KTLSD_DIR_B2C])) {
+		st->seen[KTLSD_DIR_C2B] = c->bytes_c2b;
+		st->seen[KTLSD_DIR_B2C] = c->bytes_b2c;
+		b[KTLSD_DIR_C2B] = backlog_of(c, st, KTLSD_DIR_C2B);
+		b[KTLSD_DIR_B2C] = backlog_of(c, st, KTLSD_DIR_B2C);
+		set_backlog(st, b[0] + b[1]);
+		if (st->backlog > SOCKMAP_BACKLOG_CONN &&
+		    atomic_load_explicit(&backlog_total, memory_order_relaxed) > SOCKMAP_BACKLOG_TOTAL) {
+			bool to_client = b[KTLSD_DIR_B2C] > b[KTLSD_DIR_C2B];
+
+			log_warn("conn peer=%s listener=%s: %s is not keeping up: %llu MiB wait in the "
+				 "kernel's sockmap queues (%llu MiB for all connections); resetting "
+				 "the connection", c->peer_text, c->l->cfg->name,
+				 to_client ? "the client" : "the backend",
+				 (unsigned long long)(st->backlog >> 20),
+				 (unsigned long long)(atomic_load(&backlog_total) >> 20));
+			reset(c, !to_client, ENOBUFS);
+			return;
+		}
+	}
+	pump(c);
+}
+
+static void complete(struct conn *c, unsigned op, int res)
+{
+	struct sockmap_state *st = c->dp_data;
+	bool client = op == OP_DP1;
+	int fd = client ? c->cfd : c->bfd;
+
+	if (res == -ECANCELED || c->phase == CONN_CLOSING)
+		return;
+	if (res < 0) {
+		reset(c, client, -res);
+		return;
+	}
+	if (res & POLLERR) {
+		int err = so_error(fd);
+
+		reset(c, client, err ? err : ECONNRESET);
+		return;
+	}
+	if (res & (POLLRDHUP | POLLHUP)) {
+		st->dir[client ? KTLSD_DIR_C2B : KTLSD_DIR_B2C].src_eof = true;
+		c->flags |= client ? CF_CIN_EOF : CF_BIN_EOF;
+		return; /* pump() runs next and checks the drain; the FIN would re-fire a poll */
+	}
+	arm_poll(c, client);
+}
+
+static void release(struct conn *c)
+{
+	struct sockmap_state *st = c->dp_data;
+
+	if (!st)
+		return;
+	if (st->mapped)
+		bpfmap_pair_del(c->cookie, st->bcookie);
+	set_backlog(st, 0);
+	free(st);
+	c->dp_data = NULL;
+}
+
+int dp_sockmap_attach(struct conn *c)
+{
+	struct sockmap_state *st;
+
+	if (!bpfmap_loaded())
+		return -ENODEV;
+	c->cookie = bpfmap_cookie(c->cfd);
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->bcookie = bpfmap_cookie(c->bfd);
+	if (!c->cookie || !st->bcookie) {
+		free(st);
+		return -EOPNOTSUPP;
+	}
+	c->dp_data = st;
+	/* The common case (a tcp listener): nothing buffered, so the sockets join the map now and
+	 * a failure leaves the connection in userspace before its tier is logged. */
+	if (!buf_len(c->b_tx) && !buf_len(c->c_tx) && !(c->inflight & ~(1u << OP_DP1 | 1u << OP_DP2))) {
+		int r = handover(c, st);
+
+		if (r < 0) {
+			release(c);
+			return r;
+		}
+	}
+	return 0;
+}
+
+const struct dp_ops dp_sockmap = {
+	.name = "sockmap",
+	.pump = pump,
+	.complete = complete,
+	.release = release,
+	.tick = tick,
+};

@@ -19,9 +19,9 @@ enum ktlsd_tier {
 
 /* Where a connection is in its life (conn.h's phases, as far as the kernel can see them). */
 enum ktlsd_state {
-	KTLSD_STATE_FORWARDING = 1, /* both directions open */
-	KTLSD_STATE_HANDOVER = 2,   /* sockmap: the sockets are being put in the map */
-	KTLSD_STATE_HALF_CLOSED = 3,/* one direction has ended */
+	KTLSD_STATE_FORWARDING = 1,  /* both directions open */
+	KTLSD_STATE_HANDOVER = 2,    /* sockmap: the sockets are being put in the map */
+	KTLSD_STATE_HALF_CLOSED = 3, /* one direction has ended */
 	KTLSD_STATE_CLOSING = 4,
 };
 
@@ -34,31 +34,32 @@ enum ktlsd_dir {
 enum ktlsd_reason {
 	KTLSD_REASON_REDIRECT = 0, /* sent to the other socket of the connection */
 	KTLSD_REASON_NO_PEER = 1,  /* the socket is not (or no longer) paired: dropped */
-	KTLSD_REASON_NO_CONN = 2,  /* its connection has no conns entry: redirected, not counted there */
+	KTLSD_REASON_NO_CONN =
+	    2, /* its connection has no conns entry: redirected, not counted there */
 	KTLSD_REASON_REDIRECT_FAILED = 3, /* the peer left the sockhash: dropped */
 };
 
 /* conns: one entry per connection, keyed by the client socket's cookie (SO_COOKIE). */
 struct ktlsd_conn {
-	__u32 listener;		   /* index of the listener in the config the connection started under */
+	__u32 listener; /* index of the listener in the config the connection started under */
 	enum ktlsd_state state;
 	enum ktlsd_tier tier;
-	__u16 tls_version;	   /* 0x0303 = TLS 1.2, 0x0304 = TLS 1.3, 0 = not terminated */
-	__u16 cipher_suite;	   /* IANA number, 0 when none */
-	__u64 backend_cookie;	   /* the backend socket's cookie, 0 before it connects */
-	__u64 bytes_c2b;	   /* payload bytes client → backend (all tiers) */
-	__u64 bytes_b2c;	   /* payload bytes backend → client */
-	__u64 start_ns;		   /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at accept */
-	__u64 last_ns;		   /* last time bytes moved (sockmap: set by the verdict program) */
-	char cipher[32];	   /* OpenSSL's name of the cipher, "" when none */
+	__u16 tls_version;    /* 0x0303 = TLS 1.2, 0x0304 = TLS 1.3, 0 = not terminated */
+	__u16 cipher_suite;   /* IANA number, 0 when none */
+	__u64 backend_cookie; /* the backend socket's cookie, 0 before it connects */
+	__u64 bytes_c2b;      /* payload bytes client → backend (all tiers) */
+	__u64 bytes_b2c;      /* payload bytes backend → client */
+	__u64 start_ns;	      /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at accept */
+	__u64 last_ns;	      /* last time bytes moved (sockmap: set by the verdict program) */
+	char cipher[32];      /* OpenSSL's name of the cipher, "" when none */
 };
 
 /* peers: socket cookie → its partner in the same connection (sockmap tier only). */
 struct ktlsd_peer {
-	__u64 peer;	/* the other socket's cookie, the key of its sockhash entry */
-	__u64 conn;	/* the conns key (client socket cookie) */
+	__u64 peer; /* the other socket's cookie, the key of its sockhash entry */
+	__u64 conn; /* the conns key (client socket cookie) */
 	__u32 listener;
-	__u32 dir;	/* enum ktlsd_dir of the bytes this socket receives */
+	__u32 dir; /* enum ktlsd_dir of the bytes this socket receives */
 };
 
 /* counters (per-CPU hash): messages and bytes by listener, verdict reason and direction. */

@@ -28,7 +28,7 @@
 #define SELFTEST_LISTENER UINT32_MAX
 
 static struct ktlsd_bpf *skel;
-static int lock_fd = -1;      /* the pin directory, flock'ed while we own it */
+static int lock_fd = -1;       /* the pin directory, flock'ed while we own it */
 static char pin_dir[PATH_MAX]; /* "" when nothing is pinned */
 
 /* libbpf's messages (verifier logs included) go to our sink, at debug level: a failure is
@@ -69,10 +69,10 @@ int bpfmap_load(char *why, size_t len)
 		goto cleanup;
 	}
 	mfd = bpf_map__fd(s->maps.sockhash);
-	if (bpf_prog_attach(bpf_program__fd(s->progs.ktlsd_parser), mfd,
-			    BPF_SK_SKB_STREAM_PARSER, 0) < 0 ||
-	    bpf_prog_attach(bpf_program__fd(s->progs.ktlsd_verdict), mfd,
-			    BPF_SK_SKB_STREAM_VERDICT, 0) < 0) {
+	if (bpf_prog_attach(bpf_program__fd(s->progs.ktlsd_parser), mfd, BPF_SK_SKB_STREAM_PARSER,
+			    0) < 0 ||
+	    bpf_prog_attach(bpf_program__fd(s->progs.ktlsd_verdict), mfd, BPF_SK_SKB_STREAM_VERDICT,
+			    0) < 0) {
 		ret = -errno;
 		snprintf(why, len, "cannot attach the stream parser/verdict to the sockhash (%s)",
 			 strerror(-ret));
@@ -99,7 +99,8 @@ int bpfmap_conn_put(uint64_t key, const struct ktlsd_conn *v)
 {
 	if (!skel)
 		return -ENODEV;
-	return bpf_map_update_elem(bpf_map__fd(skel->maps.conns), &key, v, BPF_ANY) < 0 ? -errno : 0;
+	return bpf_map_update_elem(bpf_map__fd(skel->maps.conns), &key, v, BPF_ANY) < 0 ? -errno
+											: 0;
 }
 
 int bpfmap_conn_get(uint64_t key, struct ktlsd_conn *v)
@@ -117,10 +118,10 @@ void bpfmap_conn_del(uint64_t key)
 
 int bpfmap_pair_add(int cfd, uint64_t ccookie, int bfd, uint64_t bcookie, uint32_t listener)
 {
-	struct ktlsd_peer pc = { .peer = bcookie, .conn = ccookie, .listener = listener,
-				 .dir = KTLSD_DIR_C2B };
-	struct ktlsd_peer pb = { .peer = ccookie, .conn = ccookie, .listener = listener,
-				 .dir = KTLSD_DIR_B2C };
+	struct ktlsd_peer pc = {
+	    .peer = bcookie, .conn = ccookie, .listener = listener, .dir = KTLSD_DIR_C2B};
+	struct ktlsd_peer pb = {
+	    .peer = ccookie, .conn = ccookie, .listener = listener, .dir = KTLSD_DIR_B2C};
 	uint64_t fc = (uint64_t)cfd, fb = (uint64_t)bfd;
 	int pfd, sfd, ret = 0;
 
@@ -157,8 +158,8 @@ void bpfmap_pair_del(uint64_t ccookie, uint64_t bcookie)
 int bpfmap_counter(uint32_t listener, enum ktlsd_reason reason, enum ktlsd_dir dir,
 		   struct ktlsd_counter *out)
 {
-	struct ktlsd_counter_key k = { .listener = listener, .reason = (__u16)reason,
-				       .dir = (__u16)dir };
+	struct ktlsd_counter_key k = {
+	    .listener = listener, .reason = (__u16)reason, .dir = (__u16)dir};
 	int ncpu = libbpf_num_possible_cpus(), ret = 0;
 	struct ktlsd_counter *v = NULL;
 
@@ -185,7 +186,7 @@ cleanup:
 /* A connected loopback pair: *x connects, *a is the accepted end. */
 static int loopback_pair(int *x, int *a)
 {
-	struct sockaddr_in s = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in s = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t sl = sizeof(s);
 	int lfd, ret = 0;
 
@@ -193,7 +194,8 @@ static int loopback_pair(int *x, int *a)
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	ENSURE(lfd >= 0, errno);
 	ENSURE(bind(lfd, (struct sockaddr *)&s, sizeof(s)) == 0 && listen(lfd, 1) == 0 &&
-		       getsockname(lfd, (struct sockaddr *)&s, &sl) == 0, errno);
+		   getsockname(lfd, (struct sockaddr *)&s, &sl) == 0,
+	       errno);
 	*x = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	ENSURE(*x >= 0, errno);
 	ENSURE(connect(*x, (struct sockaddr *)&s, sizeof(s)) == 0, errno);
@@ -210,7 +212,7 @@ static int relay_once(int from, int to, const char *msg)
 {
 	char got[16];
 	size_t n = strlen(msg), have = 0;
-	struct pollfd p = { .fd = to, .events = POLLIN };
+	struct pollfd p = {.fd = to, .events = POLLIN};
 
 	if (send(from, msg, n, MSG_NOSIGNAL) != (ssize_t)n)
 		return -errno;
@@ -230,7 +232,7 @@ int bpfmap_selftest(char *why, size_t len)
 {
 	int x = -1, a = -1, y = -1, b = -1, ret = 0;
 	uint64_t ca = 0, cb = 0;
-	struct ktlsd_conn conn = { .tier = KTLSD_TIER_SOCKMAP }, after;
+	struct ktlsd_conn conn = {.tier = KTLSD_TIER_SOCKMAP}, after;
 	struct ktlsd_counter ctr;
 	bool paired = false;
 
@@ -257,15 +259,15 @@ cleanup:
 		bpfmap_pair_del(ca, cb);
 	if (skel) {
 		for (unsigned d = KTLSD_DIR_C2B; d <= KTLSD_DIR_B2C; d++) {
-			struct ktlsd_counter_key k = { .listener = SELFTEST_LISTENER,
-						       .reason = KTLSD_REASON_REDIRECT,
-						       .dir = (__u16)d };
+			struct ktlsd_counter_key k = {.listener = SELFTEST_LISTENER,
+						      .reason = KTLSD_REASON_REDIRECT,
+						      .dir = (__u16)d};
 
 			bpf_map_delete_elem(bpf_map__fd(skel->maps.counters), &k);
 		}
 		bpfmap_conn_del(ca);
 	}
-	for (int *fd = (int[]){ x, a, y, b }, i = 0; i < 4; i++)
+	for (int *fd = (int[]){x, a, y, b}, i = 0; i < 4; i++)
 		if (fd[i] >= 0)
 			close(fd[i]);
 	return ret;
@@ -299,7 +301,8 @@ static int check_bpffs(const char *dir, char *why, size_t len)
 			log_info("bpf: mounted a bpf filesystem on /sys/fs/bpf");
 			return 0;
 		}
-		snprintf(why, len, "/sys/fs/bpf is not a bpf filesystem and mounting one failed (%s)",
+		snprintf(why, len,
+			 "/sys/fs/bpf is not a bpf filesystem and mounting one failed (%s)",
 			 strerror(errno));
 		return -errno;
 	}
@@ -369,8 +372,8 @@ int bpfmap_pin(const char *dir, char *why, size_t len)
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		ret = -errno;
-		snprintf(why, len, ret == -EWOULDBLOCK ? "%s is in use by another running ktlsd"
-						       : "%s: %s",
+		snprintf(why, len,
+			 ret == -EWOULDBLOCK ? "%s is in use by another running ktlsd" : "%s: %s",
 			 dir, strerror(-ret));
 		goto cleanup;
 	}

@@ -18,13 +18,13 @@ static enum ktlsd_state conn_state(const struct conn *c)
 void conn_bpf_open(struct conn *c)
 {
 	struct ktlsd_conn e = {
-		.listener = (uint32_t)c->l->index,
-		.state = conn_state(c),
-		.tier = (enum ktlsd_tier)c->tier,
-		.bytes_c2b = c->bytes_c2b,
-		.bytes_b2c = c->bytes_b2c,
-		.start_ns = c->start_ms * 1000000ull,
-		.last_ns = c->active_ms * 1000000ull,
+	    .listener = (uint32_t)c->l->index,
+	    .state = conn_state(c),
+	    .tier = (enum ktlsd_tier)c->tier,
+	    .bytes_c2b = c->bytes_c2b,
+	    .bytes_b2c = c->bytes_b2c,
+	    .start_ns = c->start_ms * 1000000ull,
+	    .last_ns = c->active_ms * 1000000ull,
 	};
 
 	/* dp_sockmap makes its own entry, before the verdict may count into it. */

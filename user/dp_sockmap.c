@@ -108,13 +108,13 @@ static void arm_poll(struct conn *c, bool client)
 /* An error or reset on one socket: the other gets a reset too (close with SO_LINGER 0). */
 static void reset(struct conn *c, bool client, int err)
 {
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
 	setsockopt(client ? c->bfd : c->cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	log_debug("conn peer=%s listener=%s: %s socket: %s", c->peer_text, c->l->cfg->name,
 		  client ? "client" : "backend", strerror(err));
 	conn_close(c, err == ENOBUFS ? "sockmap backlog limit"
-		      : client ? (err == ECONNRESET ? "client reset" : "client socket error")
+		      : client	     ? (err == ECONNRESET ? "client reset" : "client socket error")
 			       : (err == ECONNRESET ? "backend reset" : "backend socket error"));
 }
 
@@ -150,13 +150,13 @@ static bool ready_for_map(struct conn *c, struct sockmap_state *st)
 static int handover(struct conn *c, struct sockmap_state *st)
 {
 	struct ktlsd_conn e = {
-		.listener = (uint32_t)c->l->index,
-		.state = KTLSD_STATE_FORWARDING,
-		.tier = KTLSD_TIER_SOCKMAP,
-		.backend_cookie = st->bcookie,
-		.bytes_c2b = c->bytes_c2b,
-		.bytes_b2c = c->bytes_b2c,
-		.start_ns = c->start_ms * 1000000ull,
+	    .listener = (uint32_t)c->l->index,
+	    .state = KTLSD_STATE_FORWARDING,
+	    .tier = KTLSD_TIER_SOCKMAP,
+	    .backend_cookie = st->bcookie,
+	    .bytes_c2b = c->bytes_c2b,
+	    .bytes_b2c = c->bytes_b2c,
+	    .start_ns = c->start_ms * 1000000ull,
 	};
 	int one = 1, r;
 
@@ -216,7 +216,8 @@ static void check_drain(struct conn *c, struct sockmap_state *st)
 			return;
 		have_e = true;
 		sd->redir = (d == KTLSD_DIR_C2B ? e.bytes_c2b : e.bytes_b2c) - sd->user;
-		if (tcp_info_of(src_fd(c, d), &ti) < 0 || written(dst_fd(c, d), &sd->dst_written) < 0)
+		if (tcp_info_of(src_fd(c, d), &ti) < 0 ||
+		    written(dst_fd(c, d), &sd->dst_written) < 0)
 			continue;
 		sd->src_rcvd = ti.tcpi_bytes_received;
 		if (sockmap_dir_drained(sd))
@@ -236,9 +237,10 @@ static void pump(struct conn *c)
 			return;
 		if ((r = handover(c, st)) < 0) {
 			/* Rare: the sockets changed state while ktlsd's buffers drained. */
-			log_info("conn peer=%s listener=%s: the sockets cannot join the sockhash (%s); "
-				 "forwarding the rest in userspace", c->peer_text, c->l->cfg->name,
-				 strerror(-r));
+			log_info(
+			    "conn peer=%s listener=%s: the sockets cannot join the sockhash (%s); "
+			    "forwarding the rest in userspace",
+			    c->peer_text, c->l->cfg->name, strerror(-r));
 			release(c);
 			c->dp = &dp_userspace;
 			c->dp->pump(c);
@@ -289,15 +291,17 @@ static void tick(struct conn *c)
 		b[KTLSD_DIR_B2C] = backlog_of(c, st, KTLSD_DIR_B2C);
 		set_backlog(st, b[0] + b[1]);
 		if (st->backlog > SOCKMAP_BACKLOG_CONN &&
-		    atomic_load_explicit(&backlog_total, memory_order_relaxed) > SOCKMAP_BACKLOG_TOTAL) {
+		    atomic_load_explicit(&backlog_total, memory_order_relaxed) >
+			SOCKMAP_BACKLOG_TOTAL) {
 			bool to_client = b[KTLSD_DIR_B2C] > b[KTLSD_DIR_C2B];
 
-			log_warn("conn peer=%s listener=%s: %s is not keeping up: %llu MiB wait in the "
-				 "kernel's sockmap queues (%llu MiB for all connections); resetting "
-				 "the connection", c->peer_text, c->l->cfg->name,
-				 to_client ? "the client" : "the backend",
-				 (unsigned long long)(st->backlog >> 20),
-				 (unsigned long long)(atomic_load(&backlog_total) >> 20));
+			log_warn(
+			    "conn peer=%s listener=%s: %s is not keeping up: %llu MiB wait in the "
+			    "kernel's sockmap queues (%llu MiB for all connections); resetting "
+			    "the connection",
+			    c->peer_text, c->l->cfg->name, to_client ? "the client" : "the backend",
+			    (unsigned long long)(st->backlog >> 20),
+			    (unsigned long long)(atomic_load(&backlog_total) >> 20));
 			reset(c, !to_client, ENOBUFS);
 			return;
 		}
@@ -362,7 +366,8 @@ int dp_sockmap_attach(struct conn *c)
 	c->dp_data = st;
 	/* The common case (a tcp listener): nothing buffered, so the sockets join the map now and
 	 * a failure leaves the connection in userspace before its tier is logged. */
-	if (!buf_len(c->b_tx) && !buf_len(c->c_tx) && !(c->inflight & ~(1u << OP_DP1 | 1u << OP_DP2))) {
+	if (!buf_len(c->b_tx) && !buf_len(c->c_tx) &&
+	    !(c->inflight & ~(1u << OP_DP1 | 1u << OP_DP2))) {
 		int r = handover(c, st);
 
 		if (r < 0) {
@@ -374,9 +379,9 @@ int dp_sockmap_attach(struct conn *c)
 }
 
 const struct dp_ops dp_sockmap = {
-	.name = "sockmap",
-	.pump = pump,
-	.complete = complete,
-	.release = release,
-	.tick = tick,
+    .name = "sockmap",
+    .pump = pump,
+    .complete = complete,
+    .release = release,
+    .tick = tick,
 };

@@ -11,9 +11,12 @@
 /* 100 bytes read by ktlsd before the handover, 900 redirected, FIN received, all written. */
 static struct sockmap_dir done(void)
 {
-	return (struct sockmap_dir){ .user = 100, .wbase = 5000, .redir = 900,
-				     .src_rcvd = 100 + 900 + 1, .dst_written = 5900,
-				     .src_eof = true };
+	return (struct sockmap_dir){.user = 100,
+				    .wbase = 5000,
+				    .redir = 900,
+				    .src_rcvd = 100 + 900 + 1,
+				    .dst_written = 5900,
+				    .src_eof = true};
 }
 
 static void test_drained(void **state)
@@ -57,8 +60,12 @@ static void test_destination_behind(void **state)
 /* Nothing ever redirected: the client sent its bytes and FIN before the handover. */
 static void test_all_before_handover(void **state)
 {
-	struct sockmap_dir d = { .user = 517, .wbase = 518, .redir = 0, .src_rcvd = 518,
-				 .dst_written = 518, .src_eof = true };
+	struct sockmap_dir d = {.user = 517,
+				.wbase = 518,
+				.redir = 0,
+				.src_rcvd = 518,
+				.dst_written = 518,
+				.src_eof = true};
 
 	(void)state;
 	assert_true(sockmap_dir_drained(&d));
@@ -78,12 +85,12 @@ static void test_written_wraps(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_drained),
-		cmocka_unit_test(test_no_fin_yet),
-		cmocka_unit_test(test_source_not_consumed),
-		cmocka_unit_test(test_destination_behind),
-		cmocka_unit_test(test_all_before_handover),
-		cmocka_unit_test(test_written_wraps),
+	    cmocka_unit_test(test_drained),
+	    cmocka_unit_test(test_no_fin_yet),
+	    cmocka_unit_test(test_source_not_consumed),
+	    cmocka_unit_test(test_destination_behind),
+	    cmocka_unit_test(test_all_before_handover),
+	    cmocka_unit_test(test_written_wraps),
 	};
 
 	return cmocka_run_group_tests_name("sockmap", tests, NULL, NULL);

@@ -174,13 +174,26 @@ help:
 	@echo 'make vmtest     kTLS tests in QEMU with Debian 6.1 and 6.12 kernels'
 	@echo 'make check      unit + integration built with ASan+UBSan'
 	@echo 'make fuzz       libFuzzer targets, FUZZ_SECONDS each (default 60)'
+	@echo 'make bench      ktlsd vs HAProxy, nginx, stunnel → bench/results (BENCH_QUICK=1: smoke)'
 	@echo 'make install    install binaries under $$(DESTDIR)/usr/local'
 	@echo 'V=1             show full commands'
 
-.PHONY: all unit integration test check vmtest fuzz run deps deps-check install format clean help
+.PHONY: all unit integration test check vmtest fuzz run deps deps-check install format clean help bench
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 
 $(B)/user/policy_data.o: user/policy_data.S data/elb-policies.json
 	$(call msg,AS,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) -c $< -o $@
+
+# make bench: ktlsd against HAProxy, nginx and stunnel (bench/run.py; BENCH_QUICK=1 for a smoke
+# run). Installs the peers and gnuplot itself (bench/deps.sh), so `make test` does not need them.
+BENCH_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror
+$(B)/bench/%: bench/%.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(BENCH_CFLAGS) $< -lssl -lcrypto -o $@
+
+bench: all $(B)/bench/tlsload $(B)/bench/sinkd
+	$(Q)sh bench/deps.sh
+	$(Q)/usr/bin/python3 bench/run.py $(B)

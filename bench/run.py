@@ -1,0 +1,625 @@
+#!/usr/bin/python3
+"""run.py BUILD — `make bench`: ktlsd against HAProxy, nginx (stream ssl) and stunnel, side by side.
+
+Every terminator runs with the same settings: one worker (process or thread) pinned to CPU 1, TLSv1.3
+with TLS_AES_128_GCM_SHA256 and X25519 only, no session tickets or cache, an ECDSA P-256 listener and
+an RSA-2048 one with the same certificates, and the same backend (bench/sinkd.c) on loopback. The
+client (bench/tlsload.c) and the backend share CPU 0, so the figures are per terminator core.
+
+Each figure is measured REPS times, the terminators taking turns within each repetition, and the
+median is reported; ratios compare medians from this one invocation. BENCH_QUICK=1 makes a short
+smoke run. Output: bench/results/latest.md and bench/results/*.png (gnuplot).
+"""
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(TOP, "build"))
+WORK = os.path.join(BUILD, "bench")
+RESULTS = os.path.join(TOP, "bench", "results")
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+
+REPS = 1 if QUICK else 3
+SECS = 1 if QUICK else 4          # counted seconds per timed run (plus 1 s warm-up)
+# Idle established connections: 10,000, or as many as the descriptor limit allows (a terminator
+# holds two per connection, client and backend leg, and raising the hard limit needs
+# CAP_SYS_RESOURCE, which a container may lack).
+_NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+if _NOFILE == resource.RLIM_INFINITY:
+    _NOFILE = 1 << 20
+MAXCONN = (_NOFILE - 100) // 2  # connections each terminator is configured to take
+IDLE_N = 500 if QUICK else min(10000, (_NOFILE - 100) // 2 // 100 * 100)
+IDLE_SETTLE = 3.0                 # seconds the connections stay idle before the RSS is read
+HS_CONNS = 16                     # handshakes in flight
+LAT_CONNS, LAT_RATE = 16, 2000    # 1 KiB request/response: connections, requests/s in all
+CPU_TERM, CPU_LOAD = "1", "0"
+HZ = os.sysconf("SC_CLK_TCK")
+CIPHER = "TLS_AES_128_GCM_SHA256"
+
+TLSLOAD = os.path.join(BUILD, "bench", "tlsload")
+SINKD = os.path.join(BUILD, "bench", "sinkd")
+
+
+def log(msg):
+    print(f"bench: {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} while starting")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} does not accept on port {port}")
+
+
+def proc_tree(pid):
+    """pid and all its descendants."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def rss_kib(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def cpu_secs(pids):
+    """utime + stime of the processes (all their threads), in seconds."""
+    ticks = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError):
+            pass
+    return ticks / HZ
+
+
+def sh(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+
+
+# ---- certificates and terminators -------------------------------------------------------------
+
+def make_certs():
+    certs = {}
+    for kind, alg in (("ecdsa", "-newkey ec -pkeyopt ec_paramgen_curve:P-256"),
+                      ("rsa", "-newkey rsa:2048")):
+        key, pem = os.path.join(WORK, f"{kind}.key"), os.path.join(WORK, f"{kind}.pem")
+        subprocess.run(f"openssl req -x509 {alg} -nodes -keyout {key} -out {pem} -days 30 "
+                       f"-subj /CN=bench.test -addext subjectAltName=DNS:bench.test",
+                       shell=True, check=True, capture_output=True)
+        both = os.path.join(WORK, f"{kind}-both.pem")  # HAProxy wants certificate + key in one
+        with open(both, "w") as out:
+            out.write(open(pem).read() + open(key).read())
+        certs[kind] = (pem, key, both)
+    return certs
+
+
+class Terminator:
+    name = "?"
+
+    def __init__(self, certs, backend_port):
+        self.certs = certs
+        self.backend = backend_port
+        self.ports = {"ecdsa": free_port(), "rsa": free_port()}
+        self.proc = None
+
+    def cmd(self):
+        raise NotImplementedError
+
+    def start(self):
+        self.write_config()
+        self.err = open(os.path.join(WORK, f"{self.name}.log"), "a")
+        self.proc = subprocess.Popen(["taskset", "-c", CPU_TERM] + self.cmd(), cwd=WORK,
+                                     stdin=subprocess.DEVNULL, stdout=self.err, stderr=self.err)
+        for kind in self.ports:
+            wait_port(self.ports[kind], self.proc, self.name)
+        time.sleep(0.3)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                for p in reversed(proc_tree(self.proc.pid)):
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except OSError:
+                        pass
+                self.proc.wait()
+        self.proc = None
+        self.err.close()
+
+    def pids(self):
+        return proc_tree(self.proc.pid)
+
+    def path(self, ext):
+        return os.path.join(WORK, f"{self.name}.{ext}")
+
+
+class Ktlsd(Terminator):
+    name = "ktlsd"
+
+    def write_config(self):
+        self.sock = self.path("sock")
+        cfg = {
+            "workers": 1,
+            "listeners": [{"name": kind, "bind": f"127.0.0.1:{port}", "certificates": [kind],
+                           "security_policy": "bench", "backend": "sink",
+                           "max_connections": MAXCONN}
+                          for kind, port in self.ports.items()],
+            "certificates": {kind: {"cert": c[0], "key": c[1]} for kind, c in self.certs.items()},
+            "security_policies": {"bench": {"versions": ["TLSv1.3"], "ciphersuites": [CIPHER],
+                                            "groups": ["X25519"]}},
+            "backends": {"sink": {"servers": [f"127.0.0.1:{self.backend}"]}},
+            "control": {"socket": self.sock},
+        }
+        with open(self.path("json"), "w") as f:
+            json.dump(cfg, f, indent=1)
+
+    def cmd(self):
+        return [os.path.join(BUILD, "ktlsd"), "-f", "-l", "warn", "-c", self.path("json")]
+
+    def tiers(self):
+        """Connections served so far by datapath tier, from the control socket."""
+        out = sh(f"{os.path.join(BUILD, 'ktlsctl')} -s {self.sock} -j stats")
+        tiers = {}
+
+        def walk(node):
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    if k == "total_by_tier" and isinstance(v, dict):
+                        for tier, n in v.items():
+                            tiers[tier] = tiers.get(tier, 0) + n
+                    else:
+                        walk(v)
+            elif isinstance(node, list):
+                for v in node:
+                    walk(v)
+        try:
+            walk(json.loads(out))
+        except ValueError:
+            pass
+        return {t: n for t, n in tiers.items() if n}
+
+    def version(self):
+        return sh(f"{os.path.join(BUILD, 'ktlsd')} -V").splitlines()[0] + \
+            f" (git {sh(f'git -C {TOP} rev-parse --short HEAD')})"
+
+
+class Haproxy(Terminator):
+    name = "haproxy"
+
+    def write_config(self):
+        fronts = "".join(f"""
+frontend {kind}
+    bind 127.0.0.1:{port} ssl crt {self.certs[kind][2]}
+    default_backend sink
+""" for kind, port in self.ports.items())
+        with open(self.path("cfg"), "w") as f:
+            f.write(f"""global
+    nbthread 1
+    maxconn {MAXCONN}
+    tune.ssl.cachesize 0
+    ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets
+    ssl-default-bind-ciphersuites {CIPHER}
+    ssl-default-bind-curves X25519
+defaults
+    mode tcp
+    maxconn {MAXCONN}
+    timeout connect 3s
+    timeout client 300s
+    timeout server 300s
+{fronts}
+backend sink
+    server s1 127.0.0.1:{self.backend}
+""")
+
+    def cmd(self):
+        return ["haproxy", "-db", "-f", self.path("cfg")]
+
+    def version(self):
+        return sh("haproxy -v").splitlines()[0]
+
+
+class Nginx(Terminator):
+    name = "nginx"
+
+    def write_config(self):
+        servers = "".join(f"""
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {self.certs[kind][0]};
+        ssl_certificate_key {self.certs[kind][1]};
+        proxy_pass 127.0.0.1:{self.backend};
+    }}
+""" for kind, port in self.ports.items())
+        with open(self.path("conf"), "w") as f:
+            f.write(f"""load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile {_NOFILE};
+pid {self.path("pid")};
+error_log {self.path("err")} error;
+events {{ worker_connections {MAXCONN * 2}; }}
+stream {{
+    ssl_protocols TLSv1.3;
+    ssl_conf_command Ciphersuites {CIPHER};
+    ssl_ecdh_curve X25519;
+    ssl_session_tickets off;
+    ssl_session_cache off;
+    tcp_nodelay on;
+{servers}}}
+""")
+
+    def cmd(self):
+        return ["nginx", "-e", self.path("err"), "-p", WORK, "-c", self.path("conf")]
+
+    def version(self):
+        return sh("nginx -v 2>&1")
+
+
+class Stunnel(Terminator):
+    name = "stunnel"
+
+    def write_config(self):
+        svcs = "".join(f"""
+[{kind}]
+accept = 127.0.0.1:{port}
+connect = 127.0.0.1:{self.backend}
+cert = {self.certs[kind][0]}
+key = {self.certs[kind][1]}
+sslVersionMin = TLSv1.3
+ciphersuites = {CIPHER}
+curves = X25519
+options = NO_TICKET
+sessionCacheSize = 1
+""" for kind, port in self.ports.items())
+        with open(self.path("conf"), "w") as f:
+            f.write(f"""foreground = yes
+syslog = no
+debug = 3
+output = {self.path("out")}
+socket = l:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
+{svcs}""")
+
+    def cmd(self):
+        return ["stunnel4", self.path("conf")]
+
+    def version(self):
+        return sh("stunnel4 -version 2>&1 | grep -m1 '^stunnel'")
+
+
+# ---- the load ---------------------------------------------------------------------------------
+
+def tlsload(*args, timeout=None):
+    cmd = ["taskset", "-c", CPU_LOAD, TLSLOAD] + [str(a) for a in args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or SECS + 60)
+    out = dict(kv.split("=", 1) for kv in r.stdout.split() if "=" in kv)
+    if r.returncode != 0 or not out:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()}")
+    return {k: float(v) for k, v in out.items()}
+
+
+def bulk(t, direction, conns):
+    pids = t.pids()
+    c0 = cpu_secs(pids)
+    r = tlsload(direction, f"127.0.0.1:{t.ports['ecdsa']}", "-c", conns, "-t", SECS)
+    cpu = cpu_secs(pids) - c0
+    return {"MBps": r["bps"] / 1e6, "cpu_per_GiB": cpu / (r["total"] / 2**30),
+            "errors": r["errors"]}
+
+
+def handshakes(t, kind):
+    """Full handshakes per second per core: the client shares the other core with the backend
+    and saturates before a terminator does, so the figure is handshakes completed per CPU
+    second the terminator used (its whole run, warm-up included, against all handshakes)."""
+    pids = t.pids()
+    c0 = cpu_secs(pids)
+    r = tlsload("hs", f"127.0.0.1:{t.ports[kind]}", "-c", HS_CONNS, "-t", SECS)
+    cpu = cpu_secs(pids) - c0
+    return {"per_core": r["total"] / max(cpu, 1 / HZ), "rate": r["rate"], "errors": r["errors"]}
+
+
+def latency(t):
+    r = tlsload("lat", f"127.0.0.1:{t.ports['ecdsa']}", "-c", LAT_CONNS, "-t", SECS,
+                "-r", LAT_RATE)
+    return {"p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000, "errors": r["errors"]}
+
+
+def idle_memory(t):
+    """RSS per idle established TLS connection: the terminator is started afresh, IDLE_N
+    connections are opened (one byte round trip each, so the backend leg exists too) and the RSS
+    of all its processes is compared with the RSS before."""
+    t.start()
+    try:
+        pids = t.pids()
+        base = rss_kib(pids)
+        cmd = ["taskset", "-c", CPU_LOAD, TLSLOAD, "idle", f"127.0.0.1:{t.ports['ecdsa']}",
+               "-n", str(IDLE_N)]
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = p.stdout.readline().split()
+        time.sleep(IDLE_SETTLE)
+        pids = t.pids()
+        full = rss_kib(pids)
+        p.stdin.close()
+        p.wait(60)
+        ready = int(line[1]) if len(line) > 1 and line[0] == "ready" else 0
+        errors = int(line[2].split("=")[1]) if len(line) > 2 else IDLE_N
+        return {"KiB": (full - base) / max(ready, 1), "ready": ready, "errors": errors}
+    finally:
+        t.stop()
+
+
+# ---- figures ----------------------------------------------------------------------------------
+
+# (key, title, unit, higher is better, function, value key)
+FIGURES = [
+    ("up1", "bulk client→server, 1 connection", "MB/s", True),
+    ("down1", "bulk server→client, 1 connection", "MB/s", True),
+    ("up64", "bulk client→server, 64 connections", "MB/s", True),
+    ("down64", "bulk server→client, 64 connections", "MB/s", True),
+    ("hs_ecdsa", "full handshakes/s per core, ECDSA P-256", "/CPU-s", True),
+    ("hs_rsa", "full handshakes/s per core, RSA-2048", "/CPU-s", True),
+    ("hsrate_ecdsa", "  handshakes/s reached (client-bound), ECDSA", "/s", True),
+    ("hsrate_rsa", "  handshakes/s reached (client-bound), RSA", "/s", True),
+    ("p50", f"latency p50, 1 KiB/1 KiB at {LAT_RATE} req/s", "ms", False),
+    ("p99", f"latency p99, 1 KiB/1 KiB at {LAT_RATE} req/s", "ms", False),
+    ("mem", f"RSS per idle TLS connection at {IDLE_N} connections", "KiB", False),
+    ("cpu_up1", "CPU per GiB forwarded, client→server, 1 conn", "s/GiB", False),
+    ("cpu_down1", "CPU per GiB forwarded, server→client, 1 conn", "s/GiB", False),
+    ("cpu_up64", "CPU per GiB forwarded, client→server, 64 conns", "s/GiB", False),
+    ("cpu_down64", "CPU per GiB forwarded, server→client, 64 conns", "s/GiB", False),
+]
+
+
+def run_all(terms):
+    samples = {f[0]: {t.name: [] for t in terms} for f in FIGURES}
+    errors = {t.name: 0 for t in terms}
+
+    def add(key, t, value, errs=0):
+        samples[key][t.name].append(value)
+        errors[t.name] += int(errs)
+
+    for rep in range(REPS):
+        log(f"repetition {rep + 1}/{REPS}: idle memory ({IDLE_N} connections)")
+        for t in terms:
+            r = idle_memory(t)
+            add("mem", t, r["KiB"], r["errors"])
+            log(f"  {t.name}: {r['KiB']:.1f} KiB/conn ({r['ready']} ready)")
+    for t in terms:
+        t.start()
+    for rep in range(REPS):
+        log(f"repetition {rep + 1}/{REPS}: bulk, handshakes, latency")
+        for t in terms:
+            for direction in ("up", "down"):
+                for conns in (1, 64):
+                    r = bulk(t, direction, conns)
+                    add(f"{direction}{conns}", t, r["MBps"], r["errors"])
+                    add(f"cpu_{direction}{conns}", t, r["cpu_per_GiB"])
+            for kind in ("ecdsa", "rsa"):
+                r = handshakes(t, kind)
+                add(f"hs_{kind}", t, r["per_core"], r["errors"])
+                add(f"hsrate_{kind}", t, r["rate"])
+            r = latency(t)
+            add("p50", t, r["p50_ms"], r["errors"])
+            add("p99", t, r["p99_ms"])
+            log(f"  {t.name}: up64 {samples['up64'][t.name][-1]:.0f} MB/s, "
+                f"hs_ecdsa {samples['hs_ecdsa'][t.name][-1]:.0f}/s, "
+                f"p99 {samples['p99'][t.name][-1]:.2f} ms")
+    return samples, errors
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+def machine():
+    cpu = sh("lscpu | sed -n 's/^Model name: *//p'") or platform.processor()
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} CPUs",
+        "kernel": platform.release(),
+        "os": sh(". /etc/os-release && echo $PRETTY_NAME"),
+        "openssl": sh("openssl version"),
+    }
+
+
+def fmt(v):
+    return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def target_check(key, ratios):
+    """The issue's targets, on the userspace tier: text for the table."""
+    hp = ratios.get("haproxy")
+    if hp is None:
+        return ""
+    if key.startswith(("up", "down", "hs_", "cpu_")):
+        if key.startswith("cpu_"):  # throughput per terminator core: s/GiB, lower is better
+            ok = hp <= 1 / 1.2 and ratios["nginx"] < 1 and ratios["stunnel"] < 1
+            return "met" if ok else "missed (need ≤0.833× HAProxy, below nginx/stunnel)"
+        ok = hp >= 1.2 and ratios["nginx"] > 1 and ratios["stunnel"] > 1
+        return "met" if ok else f"missed (need ≥1.2× HAProxy, ahead of nginx/stunnel)"
+    if key == "mem":
+        return "met" if hp <= 1 / 3 else f"missed (need ≤0.333× HAProxy)"
+    if key == "p99":
+        return "met" if hp <= 1 else "missed (need ≤1× HAProxy)"
+    return ""
+
+
+def report(terms, samples, errors, versions, tier, started, elapsed):
+    names = [t.name for t in terms]
+    peers = [n for n in names if n != "ktlsd"]
+    med = {k: {n: statistics.median(v) for n, v in per.items() if v} for k, per in samples.items()}
+    m = machine()
+    lines = [
+        "# ktlsd benchmark results",
+        "",
+        f"Generated by `make bench{' BENCH_QUICK=1' if QUICK else ''}` on {started} "
+        f"in {elapsed / 60:.1f} min. Medians of {REPS} repetition(s); "
+        "ratio = ktlsd ÷ peer from this same invocation (for the figures where lower is "
+        "better, a ratio below 1 means ktlsd is better).",
+        "",
+        f"- machine: {m['cpu']}; {m['os']}; kernel {m['kernel']}; {m['openssl']}",
+        "- " + "; ".join(f"{n}: {versions[n]}" for n in names),
+        f"- ktlsd datapath tier of every figure: **{tier}** (connections by tier over the run, "
+        "from `ktlsctl stats`; this kernel has no kTLS, so this is the userspace tier)",
+        f"- settings, all terminators: 1 worker (thread or process) pinned to CPU {CPU_TERM}; "
+        f"client (bench/tlsload.c) and backend (bench/sinkd.c) pinned to CPU {CPU_LOAD}; "
+        f"TLSv1.3 {CIPHER}, X25519, no session tickets or cache, loopback only; timed runs "
+        f"{SECS} s after 1 s of warm-up; {HS_CONNS} handshakes in flight; latency with "
+        f"{LAT_CONNS} connections at {LAT_RATE} requests/s in all, measured from the scheduled "
+        "send time",
+        "- other processes may have been running on this 2-core machine during the run: the "
+        "ratios, taken from one invocation with the terminators taking turns, are what count",
+        "",
+        "| figure | unit | " + " | ".join(names) + " | " +
+        " | ".join(f"ktlsd ÷ {p}" for p in peers) + " | target |",
+        "|---|---|" + "---:|" * (len(names) + len(peers)) + "---|",
+    ]
+    for key, title, unit, _higher in FIGURES:
+        row = med[key]
+        ratios = {p: row["ktlsd"] / row[p] for p in peers if row.get(p)}
+        lines.append(f"| {title} | {unit} | " + " | ".join(fmt(row[n]) for n in names) + " | " +
+                     " | ".join(f"{ratios[p]:.2f}" if p in ratios else "-" for p in peers) +
+                     f" | {target_check(key, ratios)} |")
+    lines += ["", "Failed connections over the run: " +
+              ", ".join(f"{n} {errors[n]}" for n in names) + ".", "",
+              "Plots: " + ", ".join(f"[{p}]({p}.png)" for p in
+                                    ("throughput", "handshakes", "latency", "memory", "cpu")),
+              "", "## All samples", "", "```"]
+    for key, _title, unit, _h in FIGURES:
+        lines.append(f"{key:9} " + "  ".join(
+            f"{n}=[{', '.join(fmt(v) for v in samples[key][n])}]" for n in names))
+    lines += ["```", ""]
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
+        f.write("\n".join(lines))
+    with open(os.path.join(RESULTS, "latest.json"), "w") as f:
+        json.dump({"medians": med, "samples": samples, "machine": m, "versions": versions,
+                   "tier": tier, "quick": QUICK}, f, indent=1)
+    plot(names, med)
+
+
+def plot(names, med):
+    groups = {
+        "throughput": (["up1", "down1", "up64", "down64"], "MB/s (higher is better)",
+                       ["c→s 1 conn", "s→c 1 conn", "c→s 64 conns", "s→c 64 conns"]),
+        "handshakes": (["hs_ecdsa", "hs_rsa"], "full handshakes/s per core (higher is better)",
+                       ["ECDSA P-256", "RSA-2048"]),
+        "latency": (["p50", "p99"], f"ms at {LAT_RATE} req/s, 1 KiB/1 KiB (lower is better)",
+                    ["p50", "p99"]),
+        "memory": (["mem"], "KiB per idle TLS connection (lower is better)",
+                   [f"{IDLE_N} idle connections"]),
+        "cpu": (["cpu_up1", "cpu_down1", "cpu_up64", "cpu_down64"],
+                "CPU s per GiB forwarded (lower is better)",
+                ["c→s 1 conn", "s→c 1 conn", "c→s 64 conns", "s→c 64 conns"]),
+    }
+    if not shutil.which("gnuplot"):
+        log("gnuplot missing: no plots")
+        return
+    for name, (keys, ylabel, labels) in groups.items():
+        dat = os.path.join(WORK, f"{name}.dat")
+        with open(dat, "w") as f:
+            f.write("group " + " ".join(names) + "\n")
+            for key, label in zip(keys, labels):
+                f.write(f'"{label}" ' + " ".join(f"{med[key][n]:.4f}" for n in names) + "\n")
+        cols = " , ".join(f"'{dat}' using {i + 2}:xtic(1) title columnheader"
+                          for i in range(len(names)))
+        script = f"""set terminal pngcairo size 900,480 font ",11"
+set output '{os.path.join(RESULTS, name + ".png")}'
+set title 'ktlsd vs HAProxy, nginx, stunnel: {name}{" (BENCH_QUICK)" if QUICK else ""}'
+set ylabel '{ylabel}'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key below horizontal
+set grid ytics
+set yrange [0:*]
+plot {cols}
+"""
+        subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+
+def main():
+    for b in (TLSLOAD, SINKD, os.path.join(BUILD, "ktlsd")):
+        if not os.access(b, os.X_OK):
+            sys.exit(f"bench: {b} missing: run through `make bench`")
+    os.makedirs(WORK, exist_ok=True)
+    # 10,000 connections are 20,000+ descriptors in a terminator (client + backend legs).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 200000 if hard == resource.RLIM_INFINITY else hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200000, 200000))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    t0 = time.time()
+    certs = make_certs()
+    bport = free_port()
+    backend = subprocess.Popen(["taskset", "-c", CPU_LOAD, SINKD, str(bport)],
+                               stdin=subprocess.DEVNULL)
+    terms = [cls(certs, bport) for cls in (Ktlsd, Haproxy, Nginx, Stunnel)]
+    try:
+        wait_port(bport, backend, "sinkd")
+        versions = {t.name: t.version() for t in terms}
+        samples, errors = run_all(terms)
+        tiers = terms[0].tiers()
+        tier = ", ".join(f"{k} ({v} connections)" for k, v in tiers.items()) or "unknown"
+        if set(tiers) - {"userspace"}:
+            log(f"ktlsd used tiers {tiers}")
+    finally:
+        for t in terms:
+            if t.proc:
+                t.stop()
+        backend.terminate()
+        backend.wait()
+    report(terms, samples, errors, versions, tier, started, time.time() - t0)
+    log(f"done in {(time.time() - t0) / 60:.1f} min: {os.path.join(RESULTS, 'latest.md')}")
+
+
+if __name__ == "__main__":
+    main()

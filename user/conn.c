@@ -4,6 +4,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <malloc.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,9 @@
 #define COUT_CAP (64u << 10)
 #define BIN_CAP (32u << 10)
 #define BOUT_CAP (32u << 10)
+/* A forwarding connection with no bytes either way for this long is parked: its recvs are
+ * cancelled, its empty buffers freed and a poll waits for the next byte instead (park()). */
+#define PARK_MS 1000u
 
 static void pump(struct conn *c);
 
@@ -161,6 +166,66 @@ void conn_abort(struct conn *c, const char *reason)
 	settle(c);
 }
 
+static void release_if_empty(struct buf *b)
+{
+	if (b->data && !b->pins && buf_len(b) == 0)
+		buf_release(b);
+}
+
+/* A parked connection waits for readability with a poll, which holds no buffer: an idle
+ * connection costs its struct, its SSL (whose own buffers OpenSSL releases) and its sockets. */
+static void post_poll(struct conn *c, bool client)
+{
+	unsigned op = client ? OP_CRECV : OP_BRECV;
+	struct io_uring_sqe *sqe;
+
+	release_if_empty(&c->cin);
+	release_if_empty(&c->cout);
+	release_if_empty(&c->bin);
+	release_if_empty(&c->bout);
+	sqe = ring_sqe(&c->w->ring);
+	io_uring_prep_poll_add(sqe, client ? c->cfd : c->bfd, POLLIN);
+	io_uring_sqe_set_data64(sqe, ring_ud(c, op));
+	c->inflight |= 1u << op;
+	c->flags |= client ? CF_CPOLL : CF_BPOLL;
+}
+
+/* Connections parked on this worker's last two ticks: their buffers come back to malloc as the
+ * cancelled recvs complete, after the tick that parked them. */
+static __thread unsigned parked_now, parked_prev;
+
+void conn_tick_done(void)
+{
+	/* free() keeps what it gets in the heap; give the pages of the released buffers back. */
+	if (parked_prev)
+		malloc_trim(0);
+	parked_prev = parked_now;
+	parked_now = 0;
+}
+
+/* Parks an idle userspace-tier connection whose buffers are all empty: the recvs holding them
+ * are cancelled, and each comes back through on_recv and pump as a post_poll(). */
+static void park(struct conn *c)
+{
+	/* Backend TLS keeps its own buffers (bcin, bcout) and SSL: not parked. */
+	if (c->dp != &dp_userspace || c->bssl || (c->flags & CF_PARKED) || busy(c, OP_CSEND) ||
+	    busy(c, OP_BSEND) || buf_len(&c->cin) || buf_len(&c->cout) || buf_len(&c->bin) ||
+	    buf_len(&c->bout))
+		return;
+	c->flags |= CF_PARKED;
+	parked_now++;
+	log_debug("conn peer=%s listener=%s: parked (idle %llu ms)", c->peer_text, c->l->cfg->name,
+		  (unsigned long long)(c->w->now_ms - c->active_ms));
+	if (busy(c, OP_CRECV) && !(c->flags & CF_CPOLL))
+		ring_cancel(&c->w->ring, ring_ud(c, OP_CRECV));
+	if (busy(c, OP_BRECV) && !(c->flags & CF_BPOLL))
+		ring_cancel(&c->w->ring, ring_ud(c, OP_BRECV));
+	release_if_empty(&c->cin);
+	release_if_empty(&c->cout);
+	release_if_empty(&c->bin);
+	release_if_empty(&c->bout);
+}
+
 void conn_post_recv(struct conn *c, bool client)
 {
 	unsigned op = client ? OP_CRECV : OP_BRECV;
@@ -170,6 +235,10 @@ void conn_post_recv(struct conn *c, bool client)
 
 	if (busy(c, op) || (c->flags & (client ? CF_CIN_EOF : CF_BIN_EOF)))
 		return;
+	if ((c->flags & CF_PARKED) && buf_len(b) == 0) {
+		post_poll(c, client);
+		return;
+	}
 	if (buf_ready(b) < 0) {
 		conn_close(c, "out of memory");
 		return;
@@ -478,9 +547,19 @@ static void pump(struct conn *c)
 static void on_recv(struct conn *c, bool client, int res)
 {
 	struct buf *b = client ? &c->cin : conn_brx(c);
+	uint16_t poll_flag = client ? CF_CPOLL : CF_BPOLL;
 
+	if (c->flags & poll_flag) { /* readable (or an error the recv will report): unpark */
+		c->flags &= (uint16_t)~poll_flag;
+		if (res != -ECANCELED)
+			c->flags &= (uint16_t)~CF_PARKED;
+		return;
+	}
 	b->pins--;
+	if (res == -ECANCELED && (c->flags & CF_PARKED))
+		return; /* park() took the buffer back */
 	if (res > 0) {
+		c->flags &= (uint16_t)~CF_PARKED;
 		if (client && c->ktls_candidate)
 			record_feed(&c->rx_rec, b->data + b->tail, (size_t)res);
 		b->tail += (uint32_t)res;
@@ -566,6 +645,8 @@ void conn_check_timeout(struct conn *c, uint64_t now_ms)
 	else if (c->phase == CONN_CONNECTING && c->bssl && !(c->flags & CF_FLUSH_CLOSE) &&
 		 now_ms - c->bhs_start_ms >= l->timeouts.connect_ms)
 		backend_tls_failed(c, "backend TLS handshake timed out", STATS_BTLS_TIMEOUT);
+	else if (c->phase == CONN_FORWARDING && now_ms - c->active_ms >= PARK_MS)
+		park(c);
 	settle(c);
 }
 

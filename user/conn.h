@@ -54,6 +54,9 @@ enum conn_flag {
 	CF_LOGGED = 1 << 7,	  /* the handshake line is written */
 	CF_B_DONE = 1 << 8,	  /* backend TLS: the backend's direction fully decoded */
 	CF_B_NOTIFY = 1 << 9,	  /* backend TLS: close_notify queued for the backend */
+	CF_PARKED = 1 << 10,	  /* idle: buffers released, sockets watched by polls (conn.c) */
+	CF_CPOLL = 1 << 11,	  /* OP_CRECV is a poll for readability, not a recv */
+	CF_BPOLL = 1 << 12,	  /* OP_BRECV likewise */
 };
 
 struct dp_ops;
@@ -129,6 +132,9 @@ void conn_close(struct conn *c, const char *reason);
 void conn_abort(struct conn *c, const char *reason);
 /* Called by the worker's timer: closes connections past their handshake or idle deadline. */
 void conn_check_timeout(struct conn *c, uint64_t now_ms);
+/* Called by the worker's timer after conn_check_timeout has seen every connection: returns the
+ * memory of connections parked since the previous tick to the kernel. */
+void conn_tick_done(void);
 
 /* The buffer the backend socket is read into: bcin with backend TLS, else bin. */
 static inline struct buf *conn_brx(struct conn *c)

@@ -247,6 +247,7 @@ static void on_tick(struct worker *w)
 		stats_conn_flush(c);
 		conn_check_timeout(c, w->now_ms);
 	}
+	conn_tick_done();
 	for (size_t i = 0; i < w->n_slots; i++)
 		arm_accept(w, w->slots[i]);
 	if (w->drain_deadline_ms && w->now_ms >= w->drain_deadline_ms) {

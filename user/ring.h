@@ -3,6 +3,7 @@
 #ifndef KTLSD_RING_H
 #define KTLSD_RING_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <liburing.h>
@@ -28,9 +29,12 @@ static inline unsigned ring_ud_op(uint64_t ud)
 
 struct ring {
 	struct io_uring uring;
+	bool disabled; /* created disabled: ring_start() by the thread that will use it */
 };
 
 int ring_init(struct ring *r, unsigned entries) __must_check;
+/* Called once by the thread that submits to the ring, before its first submission. */
+int ring_start(struct ring *r) __must_check;
 void ring_exit(struct ring *r);
 /* A free SQE, submitting queued ones first when the queue is full. Never returns NULL. */
 struct io_uring_sqe *ring_sqe(struct ring *r);

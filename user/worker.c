@@ -305,6 +305,8 @@ static void *worker_main(void *arg)
 	unsigned head, n;
 
 	w->now_ms = worker_now_ms();
+	if (ring_start(&w->ring) < 0)
+		w->stop = true;
 	for (size_t i = 0; i < w->n_slots; i++)
 		arm_accept(w, w->slots[i]);
 	arm_wake(w);

@@ -37,9 +37,10 @@ def test_parked_connection_wakes_for_client_bytes(daemon_factory):
         assert recv_exact(s, 1) == b"x"
         time.sleep(PARK_WAIT)
         d.wait_log("parked")
-        payload = bytes(range(256)) * 1024  # 256 KiB: buffers come back, fill, drain
-        threading.Thread(target=s.sendall, args=(payload,), daemon=True).start()
-        assert recv_exact(s, len(payload)) == payload
+        payload = bytes(range(256)) * 256  # 64 KiB at a time: buffers come back, fill, drain
+        for _ in range(4):
+            s.sendall(payload)
+            assert recv_exact(s, len(payload)) == payload
 
 
 def test_parked_connection_wakes_for_backend_bytes_and_half_closes(daemon_factory):

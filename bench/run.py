@@ -513,6 +513,9 @@ def report(terms, samples, errors, versions, tier, started, elapsed):
         f"{SECS} s after 1 s of warm-up; {HS_CONNS} handshakes in flight; latency with "
         f"{LAT_CONNS} connections at {LAT_RATE} requests/s in all, measured from the scheduled "
         "send time",
+        *([f"- idle connections: {IDLE_N}, not 10,000: the descriptor limit here ({_NOFILE}) "
+           "allows no more with two per connection in the terminator"]
+          if IDLE_N < 10000 and not QUICK else []),
         "- other processes may have been running on this 2-core machine during the run: the "
         "ratios, taken from one invocation with the terminators taking turns, are what count",
         "",
@@ -608,7 +611,11 @@ def main():
         versions = {t.name: t.version() for t in terms}
         samples, errors = run_all(terms)
         tiers = terms[0].tiers()
+        # "none": connections that ended before forwarding (handshakes cut at a run's end).
+        early = tiers.pop("none", 0)
         tier = ", ".join(f"{k} ({v} connections)" for k, v in tiers.items()) or "unknown"
+        if early:
+            tier += f"; {early} ended before forwarding"
         if set(tiers) - {"userspace"}:
             log(f"ktlsd used tiers {tiers}")
     finally:

@@ -47,9 +47,9 @@ struct cl {
 	int fd;
 	SSL *ssl;
 	enum st st;
-	uint32_t sent, got;   /* of the current request (lat) or hello (idle) */
-	uint64_t next_ns;     /* lat: when the next request is due */
-	uint32_t events;      /* what epoll waits for now */
+	uint32_t sent, got; /* of the current request (lat) or hello (idle) */
+	uint64_t next_ns;   /* lat: when the next request is due */
+	uint32_t events;    /* what epoll waits for now */
 };
 
 static enum mode mode;
@@ -86,7 +86,7 @@ static uint64_t now_ns(void)
 
 static void arm(struct cl *c, uint32_t events)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = c };
+	struct epoll_event ev = {.events = events, .data.ptr = c};
 
 	if (c->events == events)
 		return;
@@ -103,7 +103,8 @@ static int cl_open(struct cl *c)
 	if (c->fd < 0)
 		return -errno;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(c->fd, (struct sockaddr *)&target, sizeof(target)) < 0 && errno != EINPROGRESS) {
+	if (connect(c->fd, (struct sockaddr *)&target, sizeof(target)) < 0 &&
+	    errno != EINPROGRESS) {
 		int e = errno;
 
 		close(c->fd);
@@ -188,8 +189,8 @@ static bool step(struct cl *c, uint64_t now)
 		c->sent = 0;
 		/* fall through */
 	case S_HELLO: {
-		static const char hello[] = { 'U', 'D', 'E', 'E', 'E' };
-		char b[2] = { hello[mode], 'x' };
+		static const char hello[] = {'U', 'D', 'E', 'E', 'E'};
+		char b[2] = {hello[mode], 'x'};
 		int len = mode == M_IDLE ? 2 : 1;
 
 		r = SSL_write(c->ssl, b, len);
@@ -271,14 +272,15 @@ static int cmp_u64(const void *a, const void *b)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: tlsload up|down|hs|lat|idle HOST:PORT [-c CONNS] [-t SECS] [-r RATE] "
-			"[-n CONNS]\n");
+	fprintf(stderr,
+		"usage: tlsload up|down|hs|lat|idle HOST:PORT [-c CONNS] [-t SECS] [-r RATE] "
+		"[-n CONNS]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	static const char *names[] = { "up", "down", "hs", "lat", "idle" };
+	static const char *names[] = {"up", "down", "hs", "lat", "idle"};
 	unsigned secs = 5, rate = 1000, total = 0;
 	struct epoll_event evs[512];
 	struct rlimit rl;
@@ -296,11 +298,20 @@ int main(int argc, char **argv)
 	optind = 3;
 	while ((opt = getopt(argc, argv, "c:t:r:n:")) != -1) {
 		switch (opt) {
-		case 'c': conns = (unsigned)atoi(optarg); break;
-		case 't': secs = (unsigned)atoi(optarg); break;
-		case 'r': rate = (unsigned)atoi(optarg); break;
-		case 'n': total = (unsigned)atoi(optarg); break;
-		default: usage();
+		case 'c':
+			conns = (unsigned)atoi(optarg);
+			break;
+		case 't':
+			secs = (unsigned)atoi(optarg);
+			break;
+		case 'r':
+			rate = (unsigned)atoi(optarg);
+			break;
+		case 'n':
+			total = (unsigned)atoi(optarg);
+			break;
+		default:
+			usage();
 		}
 	}
 	if (mode == M_IDLE)
@@ -362,7 +373,7 @@ int main(int argc, char **argv)
 			printf("ready %llu errors=%llu\n", (unsigned long long)ready,
 			       (unsigned long long)errors);
 			fflush(stdout);
-			struct pollfd pfd = { .fd = 0, .events = POLLIN };
+			struct pollfd pfd = {.fd = 0, .events = POLLIN};
 
 			while (poll(&pfd, 1, -1) == 1 && read(0, iobuf, sizeof(iobuf)) > 0)
 				;
@@ -375,7 +386,8 @@ int main(int argc, char **argv)
 			for (unsigned i = 0; i < conns; i++) {
 				if (cls[i].st == S_WAIT && cls[i].next_ns < next)
 					next = cls[i].next_ns;
-				if (cls[i].st == S_WAIT && cls[i].next_ns <= now && !step(&cls[i], now)) {
+				if (cls[i].st == S_WAIT && cls[i].next_ns <= now &&
+				    !step(&cls[i], now)) {
 					errors++;
 					cl_close(&cls[i]);
 				}
@@ -413,8 +425,7 @@ int main(int argc, char **argv)
 	case M_HS:
 		printf("handshakes=%llu total=%llu secs=%.3f rate=%.1f errors=%llu\n",
 		       (unsigned long long)counted, (unsigned long long)total_bytes, secs_counted,
-		       (double)counted / secs_counted,
-		       (unsigned long long)errors);
+		       (double)counted / secs_counted, (unsigned long long)errors);
 		break;
 	case M_LAT:
 		qsort(lat_us, n_lat, sizeof(*lat_us), cmp_u64);

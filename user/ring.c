@@ -38,7 +38,7 @@ int ring_start(struct ring *r)
 {
 	/* io_uring_enable_rings() is declared by liburing 2.3 but not exported: the syscall. */
 	int ret = r->disabled ? (int)syscall(__NR_io_uring_register, r->uring.ring_fd,
-					       IORING_REGISTER_ENABLE_RINGS, NULL, 0)
+					     IORING_REGISTER_ENABLE_RINGS, NULL, 0)
 			      : 0;
 
 	if (ret < 0) {

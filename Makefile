@@ -87,11 +87,12 @@ vmtest: all
 # tests/fuzz/corpus/<target>; new inputs go to build/fuzz/corpus-<target>, crashes to build/fuzz.
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_TARGETS := config proxyproto
+FUZZ_TARGETS := config proxyproto ctl
 fuzz_config_SRC := user/config.c
 fuzz_proxyproto_SRC := user/proxyproto.c
+fuzz_ctl_SRC := $(USER_SRC)
 
-$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard user/*.h)
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard user/*.[chS])
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)clang $(CFLAGS_BASE) $(FUZZ_CFLAGS) $< $($(notdir $@)_SRC) $(LDLIBS) -o $@

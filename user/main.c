@@ -11,6 +11,7 @@
 
 #include <openssl/crypto.h>
 
+#include "admit.h"
 #include "config.h"
 #include "ctl.h"
 #include "datapath.h"
@@ -165,6 +166,8 @@ int main(int argc, char **argv)
 		goto cleanup;
 	}
 	raise_nofile();
+	if (admit_init(cfg) < 0)
+		goto cleanup;
 	n = worker_count(cfg);
 	workers = calloc(n, sizeof(*workers));
 	if (!workers)
@@ -211,5 +214,6 @@ cleanup:
 	config_put(cfg);
 	config_errors_free(&errs);
 	stats_exit();
+	admit_exit();
 	return ret;
 }

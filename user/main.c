@@ -16,6 +16,7 @@
 #include "ctl.h"
 #include "datapath.h"
 #include "log.h"
+#include "privdrop.h"
 #include "reload.h"
 #include "state.h"
 #include "stats.h"
@@ -119,6 +120,7 @@ int main(int argc, char **argv)
 	struct worker *workers = NULL;
 	struct ctl ctl = CTL_INIT;
 	struct reload rl;
+	struct privdrop_id id;
 	const char *path = NULL;
 	bool foreground = false, check = false, rl_ok = false;
 	unsigned n = 0, started = 0;
@@ -182,6 +184,9 @@ int main(int argc, char **argv)
 		log_err("daemon: %s", strerror(errno));
 		goto cleanup;
 	}
+	/* Everything that needs root is done; no thread runs yet (capabilities are per thread). */
+	if (privdrop_resolve(cfg, &id, &errs) < 0 || privdrop_apply(&id) < 0)
+		goto cleanup;
 	for (; started < n; started++)
 		if (worker_start(&workers[started]) < 0)
 			goto cleanup;

@@ -66,7 +66,7 @@ static void setup(void)
 	f = fopen(path, "w");
 	if (!f || fputs(config_text, f) < 0 || fclose(f) != 0)
 		abort();
-	caps.tier[CFG_DP_USERSPACE] = true;
+	datapath_probe(&caps);
 	if (config_load(path, &cfg, &errs) < 0 || state_build(cfg, &st, &errs) < 0 ||
 	    reload_init(&rl, path, &caps, NULL, 0, st) < 0)
 		abort();

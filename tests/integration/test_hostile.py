@@ -24,6 +24,9 @@ sockets the attacker holds:
 - a per-source rate flood: refused beyond the bucket and counted (source_rate);
 - 100 clients that never read a 64 MiB response: the daemon's memory grows by at most the
   per-connection bound, and idle_ms closes them all.
+
+Under valgrind (KTLSD_VALGRIND=1) the same attacks run a third as large with timeouts four times
+longer, and the memory bounds are not compared (memcheck's shadow memory inflates RSS).
 """
 import contextlib
 import os
@@ -39,7 +42,7 @@ import time
 
 import pytest
 
-from conftest import Backend, Daemon, client_context, fixture, free_port, tls_config
+from conftest import Backend, Daemon, client_context, free_port, tls_config
 from ctl_client import metric, scrape
 
 GOOD_SRC = "127.0.0.9"
@@ -47,7 +50,11 @@ VALGRIND = os.environ.get("KTLSD_VALGRIND") == "1"
 # A request by the well-behaved client must complete within this (valgrind runs the daemon
 # some 20 times slower).
 GOOD_BOUND_S = 10.0 if VALGRIND else 2.0
-HANDSHAKE_MS, IDLE_MS = 1500, 3000
+# Under valgrind the timeouts stretch and the floods shrink; RSS (inflated by memcheck's shadow
+# memory) is not compared then.
+SLOW = 4 if VALGRIND else 1
+HANDSHAKE_MS, IDLE_MS = 1500 * SLOW, 3000 * SLOW
+FLOOD = 0.33 if VALGRIND else 1.0
 PER_SOURCE_HS, SMALL_MAX, WEB_MAX = 50, 40, 5000
 # ktlsd's buffers per connection (160 KiB, docs/security.md) plus OpenSSL's session state.
 CONN_BOUND_KIB = 256
@@ -185,7 +192,7 @@ def rss_kib(pid):
 def test_slowhttptest(env, mode):
     url = "https://127.0.0.1:%d/%s" % (env.ports[0],
                                       "bytes/8000000" if mode == "-X" else "")
-    args = ["slowhttptest", mode, "-c", "300", "-r", "60", "-i", "1", "-l", "6", "-u", url,
+    args = ["slowhttptest", mode, "-c", str(int(300 * FLOOD)), "-r", "60", "-i", "1", "-l", "6", "-u", url,
             "-p", "3"]
     if mode == "-X":
         args += ["-k", "1", "-n", "1", "-w", "16", "-y", "64", "-z", "32"]
@@ -198,9 +205,9 @@ def test_slowhttptest(env, mode):
     # slowhttptest held its connections (the attack ran)...
     out = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", r.stdout)
     held = [int(n) for n in re.findall(r"connected:\s+(\d+)", out)]
-    assert held and max(held) >= 100, out[-2000:]
+    assert held and max(held) >= 100 * FLOOD, out[-2000:]
     # ...and they cost the daemon no more than the bound per connection.
-    assert peak - rss0 < max(held) * CONN_BOUND_KIB, (peak, rss0, max(held))
+    assert VALGRIND or peak - rss0 < max(held) * CONN_BOUND_KIB, (peak, rss0, max(held))
     wait_active(env, "web", 0, IDLE_MS / 1000 + 5)
 
 
@@ -208,7 +215,7 @@ def test_half_open_handshakes_are_capped_per_source_and_time_out(env):
     partial = client_hello()[:60]
     hs0 = metric(samples(env), "ktlsd_handshakes_total", listener="web", result="timeout")
     ref0 = refusals(env, "web", "source_handshakes")
-    sources = ["127.0.1.%d" % i for i in range(1, 31)]
+    sources = ["127.0.1.%d" % i for i in range(1, 1 + int(30 * FLOOD))]
     socks = []
     with good_client(env):
         t0 = time.monotonic()
@@ -350,7 +357,7 @@ def test_a_flood_beyond_max_connections_is_refused_at_accept(env):
     with good_client(env):
         for i in range(200):
             socks.append(connect_from("127.0.0.%d" % (20 + i % 10), port))
-        eof = time_to_eof(socks, 1.0)  # the refused ones are closed at once
+        eof = time_to_eof(socks, 1.0 * SLOW)  # the refused ones are closed at once
         assert active(env, "small") <= SMALL_MAX
         refused = refusals(env, "small", "max_connections") - ref0
         assert abs(len(eof) - (200 - SMALL_MAX)) <= 5, len(eof)
@@ -375,11 +382,11 @@ def test_per_source_rate_is_enforced(env):
         time.sleep(0.5)
     refused = refusals(env, "web", "source_rate") - ref0
     # burst 100 plus 100/s for the time the flood took; everything else refused at accept
-    assert 150 <= refused <= 300, refused
+    assert (50 if VALGRIND else 150) <= refused <= 300, refused
 
 
 def test_clients_that_never_read_cost_bounded_memory_and_time_out(env):
-    n = 100
+    n = int(100 * FLOOD)
     rss0 = rss_kib(env.proc.pid)
     socks = []
     with good_client(env):
@@ -396,7 +403,9 @@ def test_clients_that_never_read_cost_bounded_memory_and_time_out(env):
         time.sleep(1.5)  # every connection's buffers fill up
         grown = rss_kib(env.proc.pid) - rss0
         assert active(env, "web") >= n
-        assert grown < n * CONN_BOUND_KIB, "RSS grew by %d KiB for %d connections" % (grown, n)
+        print("never-read: RSS grew by %d KiB for %d connections" % (grown, n))
+        assert VALGRIND or grown < n * CONN_BOUND_KIB, "RSS grew by %d KiB for %d connections" % (
+            grown, n)
         # idle_ms closes them: nothing moves once the buffers are full
         wait_active(env, "web", 1, IDLE_MS / 1000 + 3)
     for s in socks:

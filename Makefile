@@ -96,7 +96,9 @@ vmtest: all
 	$(Q)$(VMTEST)
 
 # make fuzz: each libFuzzer target for FUZZ_SECONDS (default 60), from its seed corpus in
-# tests/fuzz/corpus/<target>; new inputs go to build/fuzz/corpus-<target>, crashes to build/fuzz.
+# tests/fuzz/corpus/<target>; new inputs go to build/fuzz/corpus-<target>, crashes, leaks and
+# timeouts to build/fuzz/artifacts-<target> (any there, or a non-zero exit, fails the target).
+# make test runs each for FUZZ_CI_SECONDS.
 FUZZ_SECONDS ?= 60
 FUZZ_CI_SECONDS ?= 20
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
@@ -158,7 +160,7 @@ help:
 	@echo 'make            build build/ktlsd and build/ktlsctl'
 	@echo 'make deps       install the Debian packages needed to build and test'
 	@echo 'make run        demo: certificates, a backend and ktlsd on 127.0.0.1'
-	@echo 'make test       unit, integration and VM (kTLS) tests'
+	@echo 'make test       unit, integration, check, valgrind, fuzz (short) and VM (kTLS) stages'
 	@echo 'make unit       cmocka unit tests only'
 	@echo 'make integration  tests through the real daemon with real clients (root)'
 	@echo 'make vmtest     kTLS tests in QEMU with Debian 6.1 and 6.12 kernels'

@@ -21,6 +21,7 @@
 #include "state.h"
 #include "stats.h"
 #include "tlsctx.h"
+#include "vg.h"
 #include "worker.h"
 
 #define CIN_CAP (32u << 10)
@@ -395,6 +396,7 @@ static void on_recv(struct conn *c, bool client, int res)
 
 	b->pins--;
 	if (res > 0) {
+		vg_kernel_wrote(b->data + b->tail, (size_t)res);
 		if (client && c->ktls_candidate)
 			record_feed(&c->rx_rec, b->data + b->tail, (size_t)res);
 		b->tail += (uint32_t)res;

@@ -10,6 +10,7 @@
 #include "admit.h"
 #include "log.h"
 #include "ratelog.h"
+#include "vg.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -287,6 +288,8 @@ static void on_tick(struct worker *w)
 
 static void on_wake(struct worker *w, int res)
 {
+	if (res > 0)
+		vg_kernel_wrote(&w->wake_buf, (size_t)res);
 	if (atomic_load(&w->drain_req))
 		start_drain(w);
 	worker_mbox_run(w);

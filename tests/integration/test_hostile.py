@@ -60,6 +60,13 @@ PER_SOURCE_HS, SMALL_MAX, WEB_MAX = 50, 40, 5000
 CONN_BOUND_KIB = 256
 
 
+# Measured on the development machine (2 cores shared): under memcheck the daemon served the
+# attacks with no memcheck error, but the timing bounds of this file did not hold.
+pytestmark = pytest.mark.skipif(
+    VALGRIND, reason="timing-bound attacks: run natively (under valgrind the well-behaved bounds "
+    "do not hold); memcheck covers the same input paths through test_bad_input.py")
+
+
 @pytest.fixture(scope="module")
 def env():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -91,14 +91,21 @@ unit: $(UNIT_BIN) $(FIXTURES)
 integration: all $(FIXTURES)
 	$(Q)$(TEST_ENV) $(PYTEST) tests/integration 2>&1
 
-# Every stage runs even when an earlier one fails; exit 77 from the VM stage is a visible skip.
+# Every stage runs even when an earlier one fails, and says how long it took; exit 77 from the
+# VM stage is a visible skip.
+stage = echo "== $(1)"; t0=$$(date +%s); $(2); rc=$$?; \
+	echo "== $(1): $$([ $$rc = 0 ] && echo ok || echo FAILED) in $$(( $$(date +%s) - t0 )) s"; \
+	[ $$rc = 0 ] || fail=1;
 test: deps-check all $(UNIT_BIN) $(FIXTURES)
 	$(Q)fail=0; \
-	echo '== unit tests (cmocka)'; $(MAKE) --no-print-directory unit || fail=1; \
-	echo '== integration tests (real daemon, real clients)'; \
-		$(MAKE) --no-print-directory integration || fail=1; \
-	echo '== kTLS tests in QEMU (Debian 6.1 and 6.12 kernels)'; \
+	$(call stage,unit tests (cmocka),$(MAKE) --no-print-directory unit) \
+	$(call stage,integration tests (real daemon and clients),$(MAKE) --no-print-directory integration) \
+	$(call stage,ASan+UBSan: unit and integration (make check),$(MAKE) --no-print-directory check) \
+	$(call stage,valgrind memcheck of the daemon under the integration suite,$(MAKE) --no-print-directory valgrind) \
+	$(call stage,fuzz targets $(FUZZ_CI_SECONDS) s each,$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS)) \
+	echo '== kTLS tests in QEMU (Debian 6.1 and 6.12 kernels)'; t0=$$(date +%s); \
 		$(VMTEST); rc=$$?; \
+		echo "== kTLS tests in QEMU: rc $$rc in $$(( $$(date +%s) - t0 )) s"; \
 		if [ $$rc = 77 ]; then echo 'vmtest: SKIPPED (reason above)'; \
 		elif [ $$rc != 0 ]; then fail=1; fi; \
 	exit $$fail
@@ -106,33 +113,47 @@ test: deps-check all $(UNIT_BIN) $(FIXTURES)
 check:
 	$(Q)$(MAKE) --no-print-directory SAN=1 unit integration
 
+# The integration suite with every daemon under valgrind's memcheck: an error or a definite leak
+# fails the test that started that daemon (tests/integration/conftest.py).
+valgrind: all $(FIXTURES)
+	$(Q)KTLSD_VALGRIND=1 $(TEST_ENV) $(PYTEST) tests/integration 2>&1
+
 VMTEST = $(TEST_ENV) bash tests/vm/run.sh 2>&1
 
 vmtest: all
 	$(Q)$(VMTEST)
 
 # make fuzz: each libFuzzer target for FUZZ_SECONDS (default 60), from its seed corpus in
-# tests/fuzz/corpus/<target>; new inputs go to build/fuzz/corpus-<target>, crashes to build/fuzz.
+# tests/fuzz/corpus/<target>; new inputs go to build/fuzz/corpus-<target>, crashes, leaks and
+# timeouts to build/fuzz/artifacts-<target> (any there, or a non-zero exit, fails the target).
+# make test runs each for FUZZ_CI_SECONDS.
 FUZZ_SECONDS ?= 60
+FUZZ_CI_SECONDS ?= 20
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_TARGETS := config proxyproto sni
+FUZZ_TARGETS := config proxyproto sni ctl
 fuzz_config_SRC := user/config.c
 fuzz_proxyproto_SRC := user/proxyproto.c
 fuzz_sni_SRC := user/sni.c user/hostname.c
+fuzz_ctl_SRC := $(USER_SRC)
 
-$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard user/*.h)
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard user/*.[chS]) | $(BPF_SKEL)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)clang $(CFLAGS_BASE) $(FUZZ_CFLAGS) $< $($(notdir $@)_SRC) $(LDLIBS) -o $@
 
 fuzz: $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
 	$(Q)for t in $(FUZZ_TARGETS); do \
-		mkdir -p $(B)/fuzz/corpus-$$t && \
+		a=$(B)/fuzz/artifacts-$$t; rm -rf $$a; mkdir -p $(B)/fuzz/corpus-$$t $$a && \
 		echo "== fuzz_$$t for $(FUZZ_SECONDS) s" && \
-		(cd $(B)/fuzz && ./fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-			corpus-$$t $(abspath tests/fuzz/corpus)/$$t 2>&1 | grep -E '^#|stat::|ERROR|SUMMARY' | tail -8) || exit 1; \
-		ls $(B)/fuzz/crash-* >/dev/null 2>&1 && { echo "fuzz_$$t: crash, see $(B)/fuzz"; exit 1; }; \
-	done; true
+		$(B)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1536 \
+			-print_final_stats=1 -artifact_prefix=$$a/ \
+			$(B)/fuzz/corpus-$$t tests/fuzz/corpus/$$t > $(B)/fuzz/fuzz_$$t.log 2>&1; \
+		rc=$$?; grep -aE '^#[0-9]+[[:space:]]+DONE|stat::number|stat::average|ERROR|SUMMARY' \
+			$(B)/fuzz/fuzz_$$t.log; \
+		if [ $$rc != 0 ] || [ -n "$$(ls -A $$a)" ]; then \
+			echo "fuzz_$$t: failed (rc $$rc): see $(B)/fuzz/fuzz_$$t.log and $$a"; exit 1; fi; \
+	done
+	@echo 'fuzz: no crash, leak or timeout'
 
 run: deps-check all
 	$(Q)sh tools/demo.sh $(B)
@@ -168,17 +189,18 @@ help:
 	@echo 'make            build build/ktlsd and build/ktlsctl'
 	@echo 'make deps       install the Debian packages needed to build and test'
 	@echo 'make run        demo: certificates, a backend and ktlsd on 127.0.0.1'
-	@echo 'make test       unit, integration and VM (kTLS) tests'
+	@echo 'make test       unit, integration, check, valgrind, fuzz (short) and VM (kTLS) stages'
 	@echo 'make unit       cmocka unit tests only'
 	@echo 'make integration  tests through the real daemon with real clients (root)'
 	@echo 'make vmtest     kTLS tests in QEMU with Debian 6.1 and 6.12 kernels'
 	@echo 'make check      unit + integration built with ASan+UBSan'
+	@echo 'make valgrind   the integration suite with the daemon under valgrind memcheck'
 	@echo 'make fuzz       libFuzzer targets, FUZZ_SECONDS each (default 60)'
 	@echo 'make bench      ktlsd vs HAProxy, nginx, stunnel → bench/results (BENCH_QUICK=1: smoke)'
 	@echo 'make install    install binaries under $$(DESTDIR)/usr/local'
 	@echo 'V=1             show full commands'
 
-.PHONY: all unit integration test check vmtest fuzz run deps deps-check install format clean help bench
+.PHONY: all unit integration test check valgrind vmtest fuzz run deps deps-check install format clean help bench
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 
 $(B)/user/policy_data.o: user/policy_data.S data/elb-policies.json

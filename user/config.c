@@ -24,6 +24,7 @@ const char *const cfg_datapath_names[] = { "auto",	   "userspace", "ktls-splice"
 static const char *const client_auth_names[] = { "none", "optional", "required", NULL };
 static const char *const proxy_names[] = { "off", "v1", "v2", NULL };
 static const char *const balance_names[] = { "round_robin", "first", NULL };
+static const char *const keyperm_names[] = { "refuse", "warn", NULL };
 
 enum ftype {
 	F_STR,	   /* char * */
@@ -649,6 +650,29 @@ static const struct field bpf_fields[] = {
 	END,
 };
 
+#define LIM(m) (offsetof(struct config, limits.m) - offsetof(struct config, limits))
+#define SRC(m) (offsetof(struct config, limits.per_source.m) - \
+		offsetof(struct config, limits.per_source))
+static const struct field per_source_fields[] = {
+	{ "rate", F_U32, SRC(rate), false, 0, 1000000, 0, NULL, NULL, NULL, NULL },
+	{ "burst", F_U32, SRC(burst), false, 1, 1000000, 100, NULL, NULL, NULL, NULL },
+	{ "max_handshakes", F_U32, SRC(max_handshakes), false, 0, 10000000, 1000, NULL, NULL,
+	  NULL, NULL },
+	{ "table_size", F_U32, SRC(table_size), false, 64, 16777216, 65536, NULL, NULL, NULL,
+	  NULL },
+	END,
+};
+
+static const struct field limits_fields[] = {
+	{ "max_connections", F_U32, LIM(max_connections), false, 1, 100000000, 1000000, NULL,
+	  NULL, NULL, NULL },
+	{ "max_handshakes", F_U32, LIM(max_handshakes), false, 1, 10000000, 10000, NULL, NULL,
+	  NULL, NULL },
+	{ "per_source", F_OBJ, LIM(per_source), false, 0, 0, 0, NULL, NULL, per_source_fields,
+	  NULL },
+	END,
+};
+
 #define C(m) offsetof(struct config, m)
 static const struct field top_fields[] = {
 	{ "listeners", F_CUSTOM, 0, true, 0, 0, 0, NULL, NULL, NULL, parse_listeners },
@@ -662,6 +686,11 @@ static const struct field top_fields[] = {
 	{ "control", F_OBJ, C(control), false, 0, 0, 0, NULL, NULL, control_fields, NULL },
 	{ "metrics", F_CUSTOM, 0, false, 0, 0, 0, NULL, NULL, NULL, parse_metrics },
 	{ "bpf", F_OBJ, C(bpf), false, 0, 0, 0, NULL, NULL, bpf_fields, NULL },
+	{ "limits", F_OBJ, C(limits), false, 0, 0, 0, NULL, NULL, limits_fields, NULL },
+	{ "user", F_STR, C(user), false, 0, 0, 0, NULL, NULL, NULL, NULL },
+	{ "group", F_STR, C(group), false, 0, 0, 0, NULL, NULL, NULL, NULL },
+	{ "key_file_permissions", F_ENUM, C(key_file_permissions), false, 0, 0, CFG_KEYPERM_REFUSE,
+	  NULL, keyperm_names, NULL, NULL },
 	END,
 };
 
@@ -769,6 +798,14 @@ static void resolve(struct parse *p)
 {
 	struct config *cfg = p->cfg;
 
+	if (cfg->group && !cfg->user) {
+		snprintf(p->path, sizeof(p->path), "group");
+		p->plen = strlen(p->path);
+		perr(p, "needs \"user\" (ktlsd changes its group only when it drops to a user)");
+		p->plen = 0;
+		p->path[0] = '\0';
+	}
+
 	for (size_t i = 0; i < cfg->n_listeners; i++)
 		resolve_listener(p, &cfg->listeners[i], i);
 }
@@ -835,6 +872,8 @@ static void config_free(struct config *c)
 	free(c->policies);
 	free(c->control.socket);
 	free(c->bpf.pin_path);
+	free(c->user);
+	free(c->group);
 	free(c->path);
 	free(c->dir);
 	free(c);

@@ -26,6 +26,7 @@ enum cfg_datapath {
 enum cfg_client_auth { CFG_CAUTH_NONE, CFG_CAUTH_OPTIONAL, CFG_CAUTH_REQUIRED };
 enum cfg_proxy_protocol { CFG_PROXY_OFF, CFG_PROXY_V1, CFG_PROXY_V2 };
 enum cfg_balance { CFG_BALANCE_ROUND_ROBIN, CFG_BALANCE_FIRST };
+enum cfg_keyperm { CFG_KEYPERM_REFUSE, CFG_KEYPERM_WARN };
 
 extern const char *const cfg_protocol_names[];
 extern const char *const cfg_datapath_names[];
@@ -145,6 +146,20 @@ struct config {
 	struct {
 		char *pin_path;
 	} bpf;
+	/* Limits over all listeners (docs/security.md). */
+	struct {
+		uint32_t max_connections;
+		uint32_t max_handshakes; /* in progress at once */
+		struct {
+			uint32_t rate;		 /* new connections per second; 0 = off */
+			uint32_t burst;
+			uint32_t max_handshakes; /* in progress at once; 0 = off */
+			uint32_t table_size;	 /* sources tracked (restart to change) */
+		} per_source;
+	} limits;
+	char *user; /* drop to this user once set up; NULL = stay who started ktlsd */
+	char *group;
+	int key_file_permissions; /* enum cfg_keyperm */
 };
 
 /* Problems found while loading, each a full "FILE: PATH: reason" line. */

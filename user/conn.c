@@ -27,6 +27,7 @@
 #include "state.h"
 #include "stats.h"
 #include "tlsctx.h"
+#include "vg.h"
 #include "worker.h"
 
 #define CIN_CAP (32u << 10)
@@ -129,6 +130,7 @@ static void conn_free(struct conn *c)
 	buf_release(&c->bin);
 	buf_release(&c->bout);
 	atomic_fetch_sub(&c->l->conns, 1);
+	admit_release(&c->limits);
 	stats_conn_freed(c);
 	worker_conn_removed(c->w, c);
 	state_put(c->st);
@@ -140,6 +142,7 @@ void conn_close(struct conn *c, const char *reason)
 	if (c->phase != CONN_CLOSING) {
 		c->phase = CONN_CLOSING;
 		c->reason = reason;
+		admit_handshake_done(&c->limits);
 		if (!(c->flags & CF_LOGGED))
 			log_handshake(c, reason ? reason : "closed");
 		else if (reason)
@@ -495,6 +498,7 @@ static void pump_handshake(struct conn *c)
 	int r = c->ssl ? handshake_step(c, &why) : passthrough_step(c, &why);
 
 	if (r == 1) {
+		admit_handshake_done(&c->limits);
 		c->hs_ms = c->w->now_ms - c->start_ms;
 		start_connect(c);
 		return;
@@ -560,6 +564,7 @@ static void on_recv(struct conn *c, bool client, int res)
 		return; /* park() took the buffer back */
 	if (res > 0) {
 		c->flags &= (uint16_t)~CF_PARKED;
+		vg_kernel_wrote(b->data + b->tail, (size_t)res);
 		if (client && c->ktls_candidate)
 			record_feed(&c->rx_rec, b->data + b->tail, (size_t)res);
 		b->tail += (uint32_t)res;
@@ -650,10 +655,10 @@ void conn_check_timeout(struct conn *c, uint64_t now_ms)
 	settle(c);
 }
 
-int conn_accept(struct worker *w, struct listener_rt *l, int fd)
+int conn_accept(struct worker *w, struct listener_rt *l, int fd,
+		const struct sockaddr_storage *peer, struct admit_hold *hold)
 {
 	struct conn *c = aligned_alloc(16, sizeof(*c));
-	socklen_t plen = sizeof(c->peer);
 	int one = 1;
 
 	if (!c) {
@@ -675,7 +680,9 @@ int conn_accept(struct worker *w, struct listener_rt *l, int fd)
 	c->bcin.cap = BIN_CAP;
 	c->bcout.cap = COUT_CAP;
 	c->backend = l->backend;
-	getpeername(fd, (struct sockaddr *)&c->peer, &plen);
+	c->peer = *peer;
+	c->limits = *hold;
+	*hold = (struct admit_hold){ 0 };
 	addr_text(&c->peer, c->peer_text, sizeof(c->peer_text));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	worker_conn_added(w, c);

@@ -16,6 +16,7 @@
 #include <openssl/ssl.h>
 
 #include "buf.h"
+#include "admit.h"
 #include "record.h"
 
 struct worker;
@@ -105,6 +106,7 @@ struct conn {
 	uint64_t acct_c2b, acct_b2c;
 	uint8_t tier;
 	uint64_t cookie; /* client socket cookie: its conns map key (conn_bpf.h); 0 = no entry */
+	struct admit_hold limits; /* released as the handshake ends and at free */
 } __attribute__((aligned(16)));
 
 /* A datapath tier: what moves bytes once the handshake is done and the backend is connected. */
@@ -120,8 +122,12 @@ struct dp_ops {
 	void (*tick)(struct conn *c);
 };
 
-/* Takes a just-accepted socket. Returns 0, or a negative errno after closing fd. */
-int conn_accept(struct worker *w, struct listener_rt *l, int fd) __attribute__((warn_unused_result));
+/* Takes a just-accepted socket from peer, and what admit_connection granted it (*hold is emptied:
+ * the connection releases it). Returns 0, or a negative errno after closing fd (the caller then
+ * still owns *hold). */
+int conn_accept(struct worker *w, struct listener_rt *l, int fd,
+		const struct sockaddr_storage *peer, struct admit_hold *hold)
+	__attribute__((warn_unused_result));
 /* Dispatches a completion of an operation tagged for c. */
 void conn_complete(struct conn *c, unsigned op, int res);
 /* Starts closing: cancels what is in flight. The connection is freed when nothing remains in

@@ -12,10 +12,12 @@
 #include <openssl/crypto.h>
 
 #include "bpfmap.h"
+#include "admit.h"
 #include "config.h"
 #include "ctl.h"
 #include "datapath.h"
 #include "log.h"
+#include "privdrop.h"
 #include "reload.h"
 #include "state.h"
 #include "stats.h"
@@ -119,6 +121,7 @@ int main(int argc, char **argv)
 	struct worker *workers = NULL;
 	struct ctl ctl = CTL_INIT;
 	struct reload rl;
+	struct privdrop_id id;
 	const char *path = NULL;
 	bool foreground = false, check = false, rl_ok = false;
 	unsigned n = 0, started = 0;
@@ -176,6 +179,8 @@ int main(int argc, char **argv)
 		log_info("bpf: maps and programs pinned under %s (docs/bpftool.md)",
 			 cfg->bpf.pin_path);
 	}
+	if (admit_init(cfg) < 0)
+		goto cleanup;
 	n = worker_count(cfg);
 	workers = calloc(n, sizeof(*workers));
 	if (!workers)
@@ -190,6 +195,9 @@ int main(int argc, char **argv)
 		log_err("daemon: %s", strerror(errno));
 		goto cleanup;
 	}
+	/* Everything that needs root is done; no thread runs yet (capabilities are per thread). */
+	if (privdrop_resolve(cfg, &id, &errs) < 0 || privdrop_apply(&id) < 0)
+		goto cleanup;
 	for (; started < n; started++)
 		if (worker_start(&workers[started]) < 0)
 			goto cleanup;
@@ -223,5 +231,6 @@ cleanup:
 	config_errors_free(&errs);
 	bpfmap_unload();
 	stats_exit();
+	admit_exit();
 	return ret;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "admit.h"
 #include "certstore.h"
 #include "ctl.h"
 #include "metrics.h"
@@ -255,6 +256,16 @@ int metrics_render(struct reload *rl, char **out, size_t *len)
 		  (unsigned long long)stats_reloads(STATS_RELOAD_OK));
 	sb_printf(&b, "ktlsd_reloads_total{result=\"failed\"} %llu\n",
 		  (unsigned long long)stats_reloads(STATS_RELOAD_FAILED));
+	head(&b, "ktlsd_open_connections", "gauge",
+	     "Connections open on all listeners (limits.max_connections).");
+	sb_printf(&b, "ktlsd_open_connections %u\n", admit_connections());
+	head(&b, "ktlsd_handshakes_in_progress", "gauge",
+	     "TLS handshakes in progress on all listeners (limits.max_handshakes).");
+	sb_printf(&b, "ktlsd_handshakes_in_progress %u\n", admit_handshakes());
+	head(&b, "ktlsd_limit_sources_tracked", "gauge",
+	     "Source addresses in the per-source limit table (at most "
+	     "limits.per_source.table_size).");
+	sb_printf(&b, "ktlsd_limit_sources_tracked %u\n", admit_sources_tracked());
 	head(&b, "ktlsd_start_time_seconds", "gauge", "When ktlsd started, Unix time.");
 	sb_printf(&b, "ktlsd_start_time_seconds %lld\n", (long long)rl->started);
 	head(&b, "ktlsd_last_change_time_seconds", "gauge",

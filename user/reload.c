@@ -143,6 +143,9 @@ static void warn_restart_only(const struct config *o, const struct config *n,
 	if (o->workers != n->workers)
 		config_errors_add(&rep->warnings, "%s: workers: a change takes effect at restart",
 				  n->path);
+	if (o->limits.per_source.table_size != n->limits.per_source.table_size)
+		config_errors_add(&rep->warnings, "%s: limits.per_source.table_size: a change "
+				  "takes effect at restart", n->path);
 	if (strcmp(o->control.socket, n->control.socket) != 0)
 		config_errors_add(&rep->warnings,
 				  "%s: control.socket: a change takes effect at restart", n->path);

@@ -1,9 +1,12 @@
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend_tls.h"
+#include "keyfile.h"
 #include "log.h"
+#include "privdrop.h"
 #include "state.h"
 #include "tlsctx.h"
 
@@ -55,6 +58,29 @@ cleanup:
 	return ret;
 }
 
+/* Private keys of the certificates listeners serve: permissions, and the owner when ktlsd drops
+ * to a user. */
+static void check_keys(const struct config *cfg, struct cfg_errors *errs)
+{
+	struct privdrop_id id;
+	char json_path[300];
+
+	if (privdrop_resolve(cfg, &id, errs) < 0)
+		return;
+	for (size_t i = 0; i < cfg->n_certs; i++) {
+		bool used = false;
+
+		for (size_t l = 0; l < cfg->n_listeners; l++)
+			for (size_t j = 0; j < cfg->listeners[l].n_certs; j++)
+				used |= cfg->listeners[l].certs[j] == i &&
+					cfg->listeners[l].protocol == CFG_PROTO_TLS;
+		snprintf(json_path, sizeof(json_path), "certificates.%s.key", cfg->certs[i].name);
+		if (used)
+			keyfile_check(cfg, cfg->certs[i].key, json_path,
+				      id.enabled ? id.uid : (uid_t)-1, errs);
+	}
+}
+
 int state_build(struct config *cfg, struct state **out, struct cfg_errors *errs)
 {
 	struct state *s = calloc(1, sizeof(*s));
@@ -70,6 +96,7 @@ int state_build(struct config *cfg, struct state **out, struct cfg_errors *errs)
 	ENSURE(s->listeners && s->backends, ENOMEM);
 	for (size_t i = 0; i < cfg->n_backends; i++)
 		s->backends[i].cfg = &cfg->backends[i];
+	check_keys(cfg, errs);
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		struct listener_rt *lr = &s->listeners[i];
 		const struct cfg_listener *l = &cfg->listeners[i];

@@ -20,8 +20,10 @@ static const char *const tier_names[STATS_TIER_N] = {
 	"none", "userspace", "ktls-splice", "ktls-sockmap", "sockmap",
 };
 static const char *const hs_names[STATS_HS_N] = { "ok", "failed", "timeout", "aborted" };
-static const char *const limit_names[STATS_LIMIT_N] = { "max_connections", "open_files",
-							"memory" };
+static const char *const limit_names[STATS_LIMIT_N] = {
+	"max_connections", "open_files",	 "memory", "total_connections",
+	"handshakes",	   "source_rate", "source_handshakes",
+};
 
 const char *stats_tier_name(enum stats_tier t)
 {

@@ -37,6 +37,10 @@ enum stats_limit {
 	STATS_LIMIT_MAX_CONNECTIONS, /* listeners[].max_connections */
 	STATS_LIMIT_OPEN_FILES,	     /* accept failed with EMFILE/ENFILE */
 	STATS_LIMIT_MEMORY,	     /* no memory for the connection */
+	STATS_LIMIT_TOTAL_CONNECTIONS, /* limits.max_connections (all listeners) */
+	STATS_LIMIT_HANDSHAKES,	       /* limits.max_handshakes in progress */
+	STATS_LIMIT_SOURCE_RATE,       /* limits.per_source.rate */
+	STATS_LIMIT_SOURCE_HANDSHAKES, /* limits.per_source.max_handshakes */
 	STATS_LIMIT_N,
 };
 
@@ -121,8 +125,10 @@ const char *stats_tier_name(enum stats_tier t); /* "none", "userspace", "ktls-sp
 /* Tier by datapath name (struct dp_ops.name); STATS_TIER_NONE for NULL or an unknown name. */
 enum stats_tier stats_tier_by_name(const char *name);
 const char *stats_hs_name(enum stats_hs r);	  /* "ok", "failed", "timeout", "aborted" */
-const char *stats_limit_name(enum stats_limit l); /* "max_connections", "open_files", "memory" */
 const char *stats_btls_name(enum stats_btls b);	  /* "verify", "handshake", "timeout" */
+/* "max_connections", "open_files", "memory", "total_connections", "handshakes", "source_rate",
+ * "source_handshakes" */
+const char *stats_limit_name(enum stats_limit l);
 
 /* Glue for connections (stats_conn.c): called by conn.c and the worker, on the worker's thread. */
 struct conn;

@@ -7,13 +7,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "log.h"
+#include "ratelog.h"
+#include "vg.h"
 #include "stats.h"
 #include "worker.h"
 
 #define RING_ENTRIES 4096
 #define TICK_MS 100
-#define LIMIT_LOG_INTERVAL_MS 5000
 
 uint64_t worker_now_ms(void)
 {
@@ -174,17 +176,50 @@ static void arm_tick(struct worker *w)
 	io_uring_sqe_set_data64(sqe, ring_ud(w, OP_TICK));
 }
 
-static void limit_log(struct worker *w, const char *fmt, const char *name, const char *detail)
+/* Closes a connection a limit refused, before any handshake: counted and logged (rate-limited). */
+static void refuse(struct worker *w, struct listener_rt *l, int fd, enum stats_limit why)
 {
-	if (w->now_ms - w->last_limit_log_ms < LIMIT_LOG_INTERVAL_MS && w->last_limit_log_ms)
+	close(fd);
+	stats_limit(l->stats, why);
+	admit_log_refusal(l->cfg->name, why, w->now_ms);
+}
+
+/* Every limit a new connection must pass, cheapest first; then the connection is set up. */
+static void admit(struct worker *w, struct listener_rt *l, int fd)
+{
+	struct sockaddr_storage peer = { 0 };
+	socklen_t plen = sizeof(peer);
+	struct admit_hold hold;
+	enum stats_limit why;
+
+	/* The limit counts the listener's connections under every state a reload left alive. */
+	if (!stats_conn_reserve(l->stats, l->cfg->max_connections)) {
+		close(fd);
+		admit_log_refusal(l->cfg->name, STATS_LIMIT_MAX_CONNECTIONS, w->now_ms);
 		return;
-	w->last_limit_log_ms = w->now_ms;
-	log_warn(fmt, name, detail);
+	}
+	if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0)
+		peer.ss_family = AF_UNSPEC; /* reset already: still accounted like any other */
+	why = admit_connection(w->st->cfg, &peer, l->cfg->protocol == CFG_PROTO_TLS, w->now_ms, &hold);
+	if (why != STATS_LIMIT_N) {
+		stats_conn_unreserve(l->stats);
+		refuse(w, l, fd, why);
+		return;
+	}
+	atomic_fetch_add(&l->conns, 1);
+	if (conn_accept(w, l, fd, &peer, &hold) < 0) {
+		admit_release(&hold);
+		stats_conn_unreserve(l->stats);
+		stats_limit(l->stats, STATS_LIMIT_MEMORY);
+		admit_log_refusal(l->cfg->name, STATS_LIMIT_MEMORY, w->now_ms);
+	}
 }
 
 static void on_accept(struct worker *w, struct listen_slot *s, int res, unsigned flags)
 {
+	static struct ratelog accept_errors;
 	struct listener_rt *l = s->l;
+	uint64_t left_out;
 
 	if (!(flags & IORING_CQE_F_MORE))
 		s->armed = false;
@@ -198,30 +233,20 @@ static void on_accept(struct worker *w, struct listen_slot *s, int res, unsigned
 	}
 	if (res < 0) {
 		/* EMFILE/ENFILE/ENOMEM: retried from the next tick rather than spinning. */
-		if (res == -EMFILE || res == -ENFILE)
+		if (res == -EMFILE || res == -ENFILE) {
 			stats_limit(l->stats, STATS_LIMIT_OPEN_FILES);
-		if (res != -ECANCELED)
-			limit_log(w, "listener %s: accept: %s (retrying)", l->cfg->name,
-				  strerror(-res));
+			admit_log_refusal(l->cfg->name, STATS_LIMIT_OPEN_FILES, w->now_ms);
+		} else if (res != -ECANCELED && ratelog_allow(&accept_errors, w->now_ms, &left_out)) {
+			log_err("listener %s: accept: %s (retrying; %llu more accept errors since the "
+				"last line)", l->cfg->name, strerror(-res), (unsigned long long)left_out);
+		}
 		return;
 	}
 	if (w->drain_deadline_ms) {
 		close(res);
 		return;
 	}
-	/* The limit counts the listener's connections under every state a reload left alive. */
-	if (!stats_conn_reserve(l->stats, l->cfg->max_connections)) {
-		close(res);
-		limit_log(w, "listener %s: max_connections reached (%s); refusing new connections",
-			  l->cfg->name, "see listeners[].max_connections");
-		return;
-	}
-	atomic_fetch_add(&l->conns, 1);
-	if (conn_accept(w, l, res) < 0) {
-		stats_conn_unreserve(l->stats);
-		stats_limit(l->stats, STATS_LIMIT_MEMORY);
-		limit_log(w, "listener %s: accept: %s", l->cfg->name, "out of memory");
-	}
+	admit(w, l, res);
 	if (!s->armed)
 		arm_accept(w, s);
 }
@@ -264,6 +289,8 @@ static void on_tick(struct worker *w)
 
 static void on_wake(struct worker *w, int res)
 {
+	if (res > 0)
+		vg_kernel_wrote(&w->wake_buf, (size_t)res);
 	if (atomic_load(&w->drain_req))
 		start_drain(w);
 	worker_mbox_run(w);

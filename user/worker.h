@@ -47,7 +47,6 @@ struct worker {
 	unsigned n_conns;
 	uint64_t now_ms;
 	uint64_t drain_deadline_ms; /* 0 = not draining */
-	uint64_t last_limit_log_ms;
 	struct __kernel_timespec tick_ts;
 	bool stop;
 	bool ring_ok;

@@ -2,6 +2,8 @@
 
 Environment: KTLSD_BUILD (the build directory, default ./build) and KTLSD_FIXTURES (certificates,
 default $KTLSD_BUILD/fixtures, made by tests/fixtures/gen.sh). Run as root on Linux.
+KTLSD_VALGRIND=1 runs every daemon under valgrind's memcheck: any error or definite leak fails the
+test that started it, with valgrind's report (SCALE shrinks big transfers then).
 """
 import contextlib
 import hashlib
@@ -24,6 +26,12 @@ BUILD = os.environ.get("KTLSD_BUILD", os.path.join(TOP, "build"))
 FIX = os.environ.get("KTLSD_FIXTURES", os.path.join(BUILD, "fixtures"))
 KTLSD = os.path.join(BUILD, "ktlsd")
 PY = "/usr/bin/python3"
+VALGRIND = os.environ.get("KTLSD_VALGRIND") == "1"
+# Tests scale their big transfers by this (valgrind runs the daemon some 20-50 times slower).
+SCALE = 0.05 if VALGRIND else 1.0
+VALGRIND_ARGS = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
+                 "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+                 "--num-callers=30"]
 
 sys.path.insert(0, os.path.join(TOP, "tools"))
 import demo_backend  # noqa: E402  (the same stream generator the backend uses)
@@ -112,12 +120,14 @@ class Daemon:
             json.dump(config, f, indent=1)
         self.log_path = os.path.join(self.dir, "ktlsd.log")
         self.log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([KTLSD, "-f", "-l", "debug", "-c", self.config_path,
+        self.vg_log = os.path.join(self.dir, "valgrind.log")
+        wrap = VALGRIND_ARGS + ["--log-file=" + self.vg_log] if VALGRIND else []
+        self.proc = subprocess.Popen([*wrap, KTLSD, "-f", "-l", "debug", "-c", self.config_path,
                                       *extra_args], stderr=self.log_file)
         self.ports = [int(l["bind"].rsplit(":", 1)[1]) for l in config["listeners"]]
         if wait:
             for p in self.ports:
-                wait_port(p, proc=self.proc)
+                wait_port(p, proc=self.proc, timeout=60 if VALGRIND else 10)
 
     def log(self):
         with open(self.log_path, "rb") as f:
@@ -138,7 +148,15 @@ class Daemon:
                     return int(line.split()[1])
         return 0
 
+    def valgrind_report(self):
+        with contextlib.suppress(OSError):
+            with open(self.vg_log) as f:
+                return f.read()
+        return ""
+
     def stop(self, timeout=20):
+        if VALGRIND:
+            timeout *= 6
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -206,7 +224,8 @@ def daemon_factory():
     yield start
     for d in started:
         rc = d.stop()
-        assert rc == 0, "ktlsd exited with %s; log:\n%s" % (rc, d.log()[-3000:])
+        assert rc == 0, "ktlsd exited with %s; log:\n%s\n%s" % (rc, d.log()[-3000:],
+                                                               d.valgrind_report()[-6000:])
 
 
 @pytest.fixture

@@ -99,6 +99,15 @@ static void test_minimal_config_gets_documented_defaults(void **state)
 	assert_string_equal(cfg->control.socket, "/run/ktlsd/ctl.sock");
 	assert_string_equal(cfg->bpf.pin_path, "/sys/fs/bpf/ktlsd");
 	assert_false(cfg->metrics.enabled);
+	assert_int_equal(cfg->limits.max_connections, 1000000);
+	assert_int_equal(cfg->limits.max_handshakes, 10000);
+	assert_int_equal(cfg->limits.per_source.rate, 0);
+	assert_int_equal(cfg->limits.per_source.burst, 100);
+	assert_int_equal(cfg->limits.per_source.max_handshakes, 1000);
+	assert_int_equal(cfg->limits.per_source.table_size, 65536);
+	assert_null(cfg->user);
+	assert_null(cfg->group);
+	assert_int_equal(cfg->key_file_permissions, CFG_KEYPERM_REFUSE);
 	/* relative paths resolve against the config file's directory */
 	assert_string_equal(cfg->certs[0].cert, strcat(strcpy((char[300]){ 0 }, dir), "/c.pem"));
 	config_put(cfg);
@@ -245,6 +254,38 @@ static void test_certificate_limit(void **state)
 		      "listeners[0].certificates: 3 certificates exceed max_certificates (2)", NULL);
 }
 
+static void test_limits_and_privilege_fields(void **state)
+{
+	struct config *cfg;
+
+#define L1 "{\"listeners\": [{\"bind\": \"127.0.0.1:8443\", \"certificates\": [\"c\"], " \
+	   "\"backend\": \"app\"}]," MINIMAL_TAIL ","
+	cfg = load_ok(L1 "\"limits\": {\"max_connections\": 5, \"max_handshakes\": 3, "
+		      "\"per_source\": {\"rate\": 7, \"burst\": 9, \"max_handshakes\": 0, "
+		      "\"table_size\": 64}}, \"user\": \"ktlsd\", \"group\": \"ssl\", "
+		      "\"key_file_permissions\": \"warn\"}");
+	assert_int_equal(cfg->limits.max_connections, 5);
+	assert_int_equal(cfg->limits.max_handshakes, 3);
+	assert_int_equal(cfg->limits.per_source.rate, 7);
+	assert_int_equal(cfg->limits.per_source.burst, 9);
+	assert_int_equal(cfg->limits.per_source.max_handshakes, 0);
+	assert_int_equal(cfg->limits.per_source.table_size, 64);
+	assert_string_equal(cfg->user, "ktlsd");
+	assert_string_equal(cfg->group, "ssl");
+	assert_int_equal(cfg->key_file_permissions, CFG_KEYPERM_WARN);
+	config_put(cfg);
+	expect_errors(L1 "\"limits\": {\"max_handshakes\": 0, \"per_source\": "
+		      "{\"table_size\": 10, \"burst\": 0, \"x\": 1}}}",
+		      "limits.max_handshakes: must be an integer from 1",
+		      "limits.per_source.table_size: must be an integer from 64",
+		      "limits.per_source.burst: must be an integer from 1",
+		      "limits.per_source.x: unknown field", NULL);
+	expect_errors(L1 "\"group\": \"ssl\"}", "group: needs \"user\"", NULL);
+	expect_errors(L1 "\"key_file_permissions\": \"ignore\"}",
+		      "key_file_permissions: must be one of \"refuse\", \"warn\"", NULL);
+#undef L1
+}
+
 static void test_missing_file_is_named(void **state)
 {
 	struct cfg_errors errs = { 0 };
@@ -299,6 +340,7 @@ int main(void)
 		cmocka_unit_test(test_required_fields),
 		cmocka_unit_test(test_cross_references),
 		cmocka_unit_test(test_certificate_limit),
+		cmocka_unit_test(test_limits_and_privilege_fields),
 		cmocka_unit_test(test_missing_file_is_named),
 		cmocka_unit_test(test_references_keep_snapshot_alive),
 	};

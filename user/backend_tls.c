@@ -1,6 +1,5 @@
 #include <arpa/inet.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,90 +9,11 @@
 
 #include "backend_tls.h"
 #include "conn.h"
+#include "conn_bio.h"
 #include "errmsg.h"
 #include "log.h"
 #include "policy.h"
 #include "state.h"
-
-/* ---- the BIO: records to and from the backend, over conn.bcin and conn.bcout ---- */
-
-static BIO_METHOD *bio_method;
-static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
-
-static int bio_write(BIO *b, const char *data, int len)
-{
-	struct conn *c = BIO_get_data(b);
-	struct buf *o = &c->bcout;
-	uint32_t n;
-
-	BIO_clear_retry_flags(b);
-	if (buf_ready(o) < 0)
-		return -1;
-	if (buf_space(o) < (uint32_t)len)
-		buf_compact(o);
-	n = MIN(buf_space(o), (uint32_t)len);
-	if (n == 0) {
-		BIO_set_retry_write(b);
-		return -1;
-	}
-	memcpy(o->data + o->tail, data, n);
-	o->tail += n;
-	return (int)n;
-}
-
-static int bio_read(BIO *b, char *out, int len)
-{
-	struct conn *c = BIO_get_data(b);
-	struct buf *in = &c->bcin;
-	uint32_t n = MIN(buf_len(in), (uint32_t)len);
-
-	BIO_clear_retry_flags(b);
-	if (n == 0) {
-		if (c->flags & CF_BIN_EOF)
-			return 0;
-		BIO_set_retry_read(b);
-		return -1;
-	}
-	memcpy(out, in->data + in->head, n);
-	buf_consume(in, n);
-	return (int)n;
-}
-
-static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-	struct conn *c = BIO_get_data(b);
-
-	switch (cmd) {
-	case BIO_CTRL_FLUSH:
-		return 1;
-	case BIO_CTRL_PENDING:
-		return (long)buf_len(&c->bcin);
-	case BIO_CTRL_WPENDING:
-		return (long)buf_len(&c->bcout);
-	case BIO_CTRL_EOF:
-		return buf_len(&c->bcin) == 0 && (c->flags & CF_BIN_EOF);
-	default:
-		return 0;
-	}
-}
-
-static int bio_create(BIO *b)
-{
-	BIO_set_init(b, 1);
-	return 1;
-}
-
-static void bio_init(void)
-{
-	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ktlsd-backend");
-
-	if (!m || !BIO_meth_set_write(m, bio_write) || !BIO_meth_set_read(m, bio_read) ||
-	    !BIO_meth_set_ctrl(m, bio_ctrl) || !BIO_meth_set_create(m, bio_create)) {
-		BIO_meth_free(m);
-		return;
-	}
-	bio_method = m;
-}
 
 /* ---- the context ---- */
 
@@ -187,24 +107,17 @@ cleanup:
 int backend_tls_start(struct conn *c, SSL_CTX *ctx)
 {
 	const char *sni = c->l->cfg->backend_tls.sni;
-	BIO *bio = NULL;
 	int ret = 0;
 
-	pthread_once(&bio_once, bio_init);
-	ENSURE(bio_method, ENOMEM);
 	c->bssl = SSL_new(ctx);
-	bio = BIO_new(bio_method);
-	ENSURE(c->bssl && bio, ENOMEM);
-	BIO_set_data(bio, c);
-	SSL_set_bio(c->bssl, bio, bio); /* the SSL owns the BIO from here */
-	bio = NULL;
+	ENSURE(c->bssl, ENOMEM);
+	GUARD(conn_bio_attach(c, c->bssl, true));
 	SSL_set_app_data(c->bssl, c);
 	/* RFC 6066 §3: no IP literal in SNI (the name check above covers it). */
 	if (sni && !is_ip_literal(sni))
 		ENSURE(SSL_set_tlsext_host_name(c->bssl, sni) == 1, ENOMEM);
 	SSL_set_connect_state(c->bssl);
 cleanup:
-	BIO_free(bio);
 	if (ret < 0) {
 		SSL_free(c->bssl);
 		c->bssl = NULL;

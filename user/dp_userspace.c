@@ -23,125 +23,53 @@
 /* Room SSL_write needs in cout for one full record (16 KiB plaintext, CBC padding and MAC). */
 #define RECORD_ROOM (16384u + 1024u)
 
-/* client → backend: decrypt cin into bout. Returns false if the connection is closing. */
-static bool tls_decrypt(struct conn *c)
-{
-	struct buf *o = &c->bout;
-	int n;
+/* One TLS session of a connection, seen from the pipeline: the client's (ssl) decrypts cin into
+ * bout and encrypts bin into cout; with backend TLS, the backend's (bssl) decrypts bcin into bin and
+ * encrypts bout into bcout. */
+struct tls_side {
+	SSL *ssl;
+	struct buf *plain_out, *plain_in; /* SSL_read's destination, SSL_write's source */
+	uint16_t done, notify, peer_done; /* flags: close_notify read, queued, source finished */
+	uint64_t *count_in, *count_out;	  /* plaintext counters (the client side only) */
+};
 
-	while (!(c->flags & CF_C_DONE)) {
-		if (buf_ready(o) < 0) {
-			conn_close(c, "out of memory");
-			return false;
-		}
-		if (o->tail == o->cap)
-			buf_compact(o);
-		if (o->tail == o->cap)
-			break;
-		n = SSL_read(c->ssl, o->data + o->tail, (int)(o->cap - o->tail));
-		if (n > 0) {
-			o->tail += (uint32_t)n;
-			c->bytes_c2b += (uint64_t)n;
-			continue;
-		}
-		switch (SSL_get_error(c->ssl, n)) {
-		case SSL_ERROR_WANT_READ:
-		case SSL_ERROR_WANT_WRITE:
-			return true;
-		case SSL_ERROR_ZERO_RETURN:
-			c->flags |= CF_C_DONE;
-			return true;
-		default:
-			log_info("conn peer=%s listener=%s: TLS error from client: %s", c->peer_text,
-				 c->l->cfg->name, handshake_error(c->ssl, n));
-			conn_close(c, "client TLS error");
-			return false;
-		}
-	}
-	return true;
+static struct tls_side side(struct conn *c, bool backend)
+{
+	if (backend)
+		return (struct tls_side){ c->bssl, &c->bin, &c->bout, CF_B_DONE, CF_B_NOTIFY,
+					  CF_C_DONE, NULL, NULL };
+	return (struct tls_side){ c->ssl, &c->bout, &c->bin, CF_C_DONE, CF_C_NOTIFY,
+				  c->bssl ? CF_B_DONE : CF_BIN_EOF, &c->bytes_c2b, &c->bytes_b2c };
 }
 
-/* backend → client: encrypt bin into cout, then close_notify once the backend is done. */
-static bool tls_encrypt(struct conn *c)
+/* Logs a TLS error of one side and starts closing. Returns false (the connection is closing). */
+static bool tls_failed(struct conn *c, bool backend, bool sending, const struct tls_side *t, int n)
 {
-	struct buf *in = &c->bin, *o = &c->cout;
-	int n;
+	const char *err = handshake_error(t->ssl, n);
 
-	while (buf_len(in) && !(c->flags & CF_C_NOTIFY)) {
-		if (buf_ready(o) < 0) {
-			conn_close(c, "out of memory");
-			return false;
-		}
-		if (buf_space(o) < RECORD_ROOM)
-			buf_compact(o);
-		if (buf_space(o) < RECORD_ROOM)
-			break;
-		n = SSL_write(c->ssl, in->data + in->head, (int)MIN(buf_len(in), 16384u));
-		if (n > 0) {
-			buf_consume(in, (uint32_t)n);
-			c->bytes_b2c += (uint64_t)n;
-			continue;
-		}
-		if (SSL_get_error(c->ssl, n) == SSL_ERROR_WANT_WRITE)
-			break;
+	if (backend)
+		log_info("conn peer=%s listener=%s: TLS error %s backend %s: %s", c->peer_text,
+			 c->l->cfg->name, sending ? "sending to" : "from", c->server->text, err);
+	else if (sending)
 		log_info("conn peer=%s listener=%s: TLS error sending: %s", c->peer_text,
-			 c->l->cfg->name, handshake_error(c->ssl, n));
-		conn_close(c, "TLS write error");
-		return false;
-	}
-	if ((c->flags & (c->bssl ? CF_B_DONE : CF_BIN_EOF)) && !buf_len(in) &&
-	    !(c->flags & CF_C_NOTIFY)) {
-		c->flags |= CF_C_NOTIFY;
-		SSL_shutdown(c->ssl); /* queues close_notify into cout */
-		ERR_clear_error();
-	}
-	return true;
+			 c->l->cfg->name, err);
+	else
+		log_info("conn peer=%s listener=%s: TLS error from client: %s", c->peer_text,
+			 c->l->cfg->name, err);
+	conn_close(c, backend ? (sending ? "backend TLS write error" : "backend TLS error")
+			      : (sending ? "TLS write error" : "client TLS error"));
+	return false;
 }
 
-/* Backend TLS, client → backend: the plaintext in bout into records in bcout, then close_notify
- * once the client is done. */
-static bool backend_encrypt(struct conn *c)
+/* Decrypts what the peer of one side sent into plain_out. Returns false if the connection is
+ * closing. */
+static bool tls_decrypt(struct conn *c, bool backend)
 {
-	struct buf *in = &c->bout, *o = &c->bcout;
+	struct tls_side t = side(c, backend);
+	struct buf *o = t.plain_out;
 	int n;
 
-	while (buf_len(in) && !(c->flags & CF_B_NOTIFY)) {
-		if (buf_ready(o) < 0) {
-			conn_close(c, "out of memory");
-			return false;
-		}
-		if (buf_space(o) < RECORD_ROOM)
-			buf_compact(o);
-		if (buf_space(o) < RECORD_ROOM)
-			break;
-		n = SSL_write(c->bssl, in->data + in->head, (int)MIN(buf_len(in), 16384u));
-		if (n > 0) {
-			buf_consume(in, (uint32_t)n);
-			continue;
-		}
-		if (SSL_get_error(c->bssl, n) == SSL_ERROR_WANT_WRITE)
-			break;
-		log_info("conn peer=%s listener=%s: TLS error sending to backend %s: %s",
-			 c->peer_text, c->l->cfg->name, c->server->text,
-			 handshake_error(c->bssl, n));
-		conn_close(c, "backend TLS write error");
-		return false;
-	}
-	if ((c->flags & CF_C_DONE) && !buf_len(in) && !(c->flags & CF_B_NOTIFY)) {
-		c->flags |= CF_B_NOTIFY;
-		SSL_shutdown(c->bssl); /* queues close_notify into bcout */
-		ERR_clear_error();
-	}
-	return true;
-}
-
-/* Backend TLS, backend → client: the backend's records in bcin into plaintext in bin. */
-static bool backend_decrypt(struct conn *c)
-{
-	struct buf *o = &c->bin;
-	int n;
-
-	while (!(c->flags & CF_B_DONE)) {
+	while (!(c->flags & t.done)) {
 		if (buf_ready(o) < 0) {
 			conn_close(c, "out of memory");
 			return false;
@@ -150,25 +78,58 @@ static bool backend_decrypt(struct conn *c)
 			buf_compact(o);
 		if (o->tail == o->cap)
 			break;
-		n = SSL_read(c->bssl, o->data + o->tail, (int)(o->cap - o->tail));
+		n = SSL_read(t.ssl, o->data + o->tail, (int)(o->cap - o->tail));
 		if (n > 0) {
 			o->tail += (uint32_t)n;
+			if (t.count_in)
+				*t.count_in += (uint64_t)n;
 			continue;
 		}
-		switch (SSL_get_error(c->bssl, n)) {
+		switch (SSL_get_error(t.ssl, n)) {
 		case SSL_ERROR_WANT_READ:
 		case SSL_ERROR_WANT_WRITE:
 			return true;
 		case SSL_ERROR_ZERO_RETURN:
-			c->flags |= CF_B_DONE;
+			c->flags |= t.done;
 			return true;
 		default:
-			log_info("conn peer=%s listener=%s: TLS error from backend %s: %s",
-				 c->peer_text, c->l->cfg->name, c->server->text,
-				 handshake_error(c->bssl, n));
-			conn_close(c, "backend TLS error");
+			return tls_failed(c, backend, false, &t, n);
+		}
+	}
+	return true;
+}
+
+/* Encrypts plain_in towards the peer of one side, then close_notify once the source is done. */
+static bool tls_encrypt(struct conn *c, bool backend)
+{
+	struct tls_side t = side(c, backend);
+	struct buf *in = t.plain_in, *o = backend ? &c->bcout : &c->cout;
+	int n;
+
+	while (buf_len(in) && !(c->flags & t.notify)) {
+		if (buf_ready(o) < 0) {
+			conn_close(c, "out of memory");
 			return false;
 		}
+		if (buf_space(o) < RECORD_ROOM)
+			buf_compact(o);
+		if (buf_space(o) < RECORD_ROOM)
+			break;
+		n = SSL_write(t.ssl, in->data + in->head, (int)MIN(buf_len(in), 16384u));
+		if (n > 0) {
+			buf_consume(in, (uint32_t)n);
+			if (t.count_out)
+				*t.count_out += (uint64_t)n;
+			continue;
+		}
+		if (SSL_get_error(t.ssl, n) == SSL_ERROR_WANT_WRITE)
+			break;
+		return tls_failed(c, backend, true, &t, n);
+	}
+	if ((c->flags & t.peer_done) && !buf_len(in) && !(c->flags & t.notify)) {
+		c->flags |= t.notify;
+		SSL_shutdown(t.ssl); /* queues close_notify towards the peer */
+		ERR_clear_error();
 	}
 	return true;
 }
@@ -182,8 +143,8 @@ static bool backend_tls_move(struct conn *c)
 	do {
 		c2b = c->bytes_c2b;
 		b2c = c->bytes_b2c;
-		if (!tls_decrypt(c) || !backend_encrypt(c) || !backend_decrypt(c) ||
-		    !tls_encrypt(c))
+		if (!tls_decrypt(c, false) || !tls_encrypt(c, true) || !tls_decrypt(c, true) ||
+		    !tls_encrypt(c, false))
 			return false;
 	} while (c->bytes_c2b != c2b || c->bytes_b2c != b2c);
 	return true;
@@ -191,7 +152,7 @@ static bool backend_tls_move(struct conn *c)
 
 static void pump_tls(struct conn *c)
 {
-	if (c->bssl ? !backend_tls_move(c) : (!tls_decrypt(c) || !tls_encrypt(c)))
+	if (c->bssl ? !backend_tls_move(c) : (!tls_decrypt(c, false) || !tls_encrypt(c, false)))
 		return;
 	conn_post_send(c, false);
 	conn_post_send(c, true);

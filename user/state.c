@@ -58,8 +58,8 @@ cleanup:
 	return ret;
 }
 
-/* Private keys of the certificates listeners serve: permissions, and the owner when ktlsd drops
- * to a user. */
+/* Private keys of the certificates listeners serve and session-ticket key files: permissions, and
+ * the owner when ktlsd drops to a user. */
 static void check_keys(const struct config *cfg, struct cfg_errors *errs)
 {
 	struct privdrop_id id;
@@ -77,6 +77,14 @@ static void check_keys(const struct config *cfg, struct cfg_errors *errs)
 		snprintf(json_path, sizeof(json_path), "certificates.%s.key", cfg->certs[i].name);
 		if (used)
 			keyfile_check(cfg, cfg->certs[i].key, json_path,
+				      id.enabled ? id.uid : (uid_t)-1, errs);
+	}
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct cfg_listener *l = &cfg->listeners[i];
+
+		snprintf(json_path, sizeof(json_path), "listeners[%zu].session_tickets.key_file", i);
+		if (l->session_resumption && l->session_tickets.key_file)
+			keyfile_check(cfg, l->session_tickets.key_file, json_path,
 				      id.enabled ? id.uid : (uid_t)-1, errs);
 	}
 }

@@ -274,7 +274,7 @@ def test_key_file_errors_name_file_and_path(tmp_path):
     os.chmod(empty, 0o600)
     for tickets, resumption, needle in [
             ({"key_file": loose}, True,
-             "listeners[0].session_tickets.key_file: %s: mode 0644 lets other users" % loose),
+             "listeners[0].session_tickets.key_file: %s is accessible by other users (mode 0644)" % loose),
             ({"key_file": str(bad)}, True,
              "listeners[0].session_tickets.key_file: %s: line 3: not a key" % bad),
             ({"key_file": str(empty)}, True,

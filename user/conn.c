@@ -598,7 +598,10 @@ static void on_send(struct conn *c, bool client, int res)
 		backend_tls_failed(c, "backend TLS handshake failed: send error",
 				   STATS_BTLS_HANDSHAKE);
 	} else if (c->phase != CONN_CLOSING) {
-		conn_close(c, client ? "client send failed" : "backend send failed");
+		bool reset = res == -ECONNRESET || res == -EPIPE;
+
+		conn_close(c, client ? (reset ? "client reset" : "client send failed")
+				     : (reset ? "backend reset" : "backend send failed"));
 	}
 }
 

@@ -171,7 +171,10 @@ static bool move(struct conn *c, struct splice_dir *d, bool c2b)
 			} else if (n < 0 && errno == EAGAIN) {
 				arm_poll(c, dst, POLLOUT, op_out);
 			} else {
-				conn_close(c, c2b ? "backend send failed" : "client send failed");
+				bool reset = errno == ECONNRESET || errno == EPIPE;
+
+				conn_close(c, c2b ? (reset ? "backend reset" : "backend send failed")
+						  : (reset ? "client reset" : "client send failed"));
 				return false;
 			}
 		}

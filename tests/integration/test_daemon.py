@@ -73,7 +73,8 @@ def test_weak_policy_is_logged_and_3des_reported(backend, daemon_factory):
 def test_tcp_listener_forwards_plain_bytes_both_ways(backend, daemon_factory):
     port = free_port()
     d = daemon_factory({"listeners": [{"name": "plain", "bind": "127.0.0.1:%d" % port,
-                                       "protocol": "tcp", "backend": "app"}],
+                                       "protocol": "tcp", "backend": "app",
+                                           "datapath": "userspace"}],
                         "backends": {"app": {"servers": [backend.addr]}}})
     body = os.urandom(8 << 20)
     with socket.create_connection(("127.0.0.1", port)) as s:

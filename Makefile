@@ -101,7 +101,6 @@ test: deps-check all $(UNIT_BIN) $(FIXTURES)
 	$(call stage,unit tests (cmocka),$(MAKE) --no-print-directory unit) \
 	$(call stage,integration tests (real daemon and clients),$(MAKE) --no-print-directory integration) \
 	$(call stage,ASan+UBSan: unit and integration (make check),$(MAKE) --no-print-directory check) \
-	$(call stage,valgrind memcheck of the daemon under the integration suite,$(MAKE) --no-print-directory valgrind) \
 	$(call stage,fuzz targets $(FUZZ_CI_SECONDS) s each,$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS)) \
 	echo '== kTLS tests in QEMU (Debian 6.1 and 6.12 kernels)'; t0=$$(date +%s); \
 		$(VMTEST); rc=$$?; \
@@ -111,7 +110,7 @@ test: deps-check all $(UNIT_BIN) $(FIXTURES)
 	exit $$fail
 
 check:
-	$(Q)$(MAKE) --no-print-directory SAN=1 unit integration
+	$(Q)KTLSD_SANITIZED=1 $(MAKE) --no-print-directory SAN=1 unit integration
 
 # The integration suite with every daemon under valgrind's memcheck: an error or a definite leak
 # fails the test that started that daemon (tests/integration/conftest.py).
@@ -189,7 +188,7 @@ help:
 	@echo 'make            build build/ktlsd and build/ktlsctl'
 	@echo 'make deps       install the Debian packages needed to build and test'
 	@echo 'make run        demo: certificates, a backend and ktlsd on 127.0.0.1'
-	@echo 'make test       unit, integration, check, valgrind, fuzz (short) and VM (kTLS) stages'
+	@echo 'make test       unit, integration, check, fuzz (short) and VM (kTLS) stages'
 	@echo 'make unit       cmocka unit tests only'
 	@echo 'make integration  tests through the real daemon with real clients (root)'
 	@echo 'make vmtest     kTLS tests in QEMU with Debian 6.1 and 6.12 kernels'

@@ -130,7 +130,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CI_SECONDS ?= 20
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_TARGETS := config proxyproto sni ctl
-fuzz_config_SRC := user/config.c
+fuzz_config_SRC := user/config.c user/hostname.c
 fuzz_proxyproto_SRC := user/proxyproto.c
 fuzz_sni_SRC := user/sni.c user/hostname.c
 fuzz_ctl_SRC := $(USER_SRC)

@@ -396,8 +396,9 @@ def test_per_source_rate_is_enforced(env):
             s.close()
         time.sleep(0.5)
     refused = refusals(env, "web", "source_rate") - ref0
-    # burst 100 plus 100/s for the time the flood took; everything else refused at accept
-    assert (50 if VALGRIND else 150) <= refused <= 300, refused
+    # burst 100 plus 100/s for the time the flood took at the daemon; everything else refused at
+    # accept (a sanitized daemon accepts more slowly, so more tokens come back meanwhile)
+    assert (150 if RSS_MEASURED else 50) <= refused <= 300, refused
 
 
 def test_clients_that_never_read_cost_bounded_memory_and_time_out(env):

@@ -59,6 +59,52 @@ def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
     raise TimeoutError("nothing listening on %s:%d" % (host, port))
 
 
+def ssl_duplex(s, blocks, down, timeout=120.0):
+    """Sends every block of blocks and receives down bytes over the SSLSocket s at the same time,
+    from this one thread. Returns (sha256 hex, count) of what came in; count < down means the
+    peer ended early. An SSL object must not be used by two threads at once (OpenSSL's rule):
+    a reader thread and a writer thread on one SSLSocket share its socket BIO, whose retry flags
+    each side clears, so a read that hit EAGAIN can come back as a false EOF and a write as
+    "EOF occurred in violation of protocol"."""
+    import select
+    s.setblocking(False)
+    h, got, out = hashlib.sha256(), 0, memoryview(b"")
+    pending = iter(blocks)
+    sending = True
+    deadline = time.monotonic() + timeout
+    try:
+        while got < down or sending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("ssl_duplex: %d of %d bytes in after %.0f s" % (got, down,
+                                                                                  timeout))
+            if not s.pending():
+                select.select([s] if got < down else [], [s] if sending else [], [], left)
+            while got < down:
+                try:
+                    chunk = s.recv(min(1 << 20, down - got))
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    break
+                if not chunk:
+                    return h.hexdigest(), got
+                h.update(chunk)
+                got += len(chunk)
+            while sending:
+                if not out:
+                    block = next(pending, None)
+                    if block is None:
+                        sending = False
+                        break
+                    out = memoryview(block)
+                try:
+                    out = out[s.send(out):]
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    break
+        return h.hexdigest(), got
+    finally:
+        s.setblocking(True)
+
+
 def expected_sha256(n, seed):
     h = hashlib.sha256()
     for b in demo_backend.stream_blocks(n, seed):
@@ -126,8 +172,21 @@ class Daemon:
                                       *extra_args], stderr=self.log_file)
         self.ports = [int(l["bind"].rsplit(":", 1)[1]) for l in config["listeners"]]
         if wait:
-            for p in self.ports:
-                wait_port(p, proc=self.proc, timeout=60 if VALGRIND else 10)
+            self.wait_ready(timeout=60 if VALGRIND else 10)
+
+    def wait_ready(self, timeout):
+        """Until the daemon says it serves (its listeners bound, workers and control socket up).
+        No probe connection: a test's connections are then the only ones the daemon sees."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("ktlsd exited with %s before serving; log:\n%s"
+                                   % (self.proc.returncode, self.log()[-3000:]))
+            if " serving with " in self.log():
+                return
+            time.sleep(0.02)
+        raise TimeoutError("ktlsd not serving after %.0f s; log:\n%s" % (timeout,
+                                                                          self.log()[-3000:]))
 
     def log(self):
         with open(self.log_path, "rb") as f:
@@ -212,9 +271,21 @@ def backend():
     b.stop()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report ends with the log tail of every daemon it started: in CI that log
+    is the only record of why the daemon did what it did."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and call.when == "call":
+        for d in getattr(item, "ktlsd_daemons", []):
+            with contextlib.suppress(OSError):
+                rep.sections.append(("ktlsd log (%s)" % d.log_path, d.log()[-6000:]))
+
+
 @pytest.fixture
-def daemon_factory():
-    started = []
+def daemon_factory(request):
+    started = request.node.ktlsd_daemons = []
 
     def start(config, **kw):
         d = Daemon(config, **kw)

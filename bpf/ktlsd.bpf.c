@@ -2,13 +2,22 @@
 /* ktlsd.bpf.c — the sockmap datapath: a stream parser + stream verdict pair attached to the
  * sockhash. Both sockets of a connection sit in the sockhash (keyed by socket cookie); the verdict
  * looks up the partner of the socket a message arrived on (peers) and redirects the message to
- * the partner's egress, so the bytes never leave the kernel. It also adds the bytes to the
- * connection's entry in conns and to the per-CPU counters, which is what `bpftool map dump`
- * shows (docs/bpftool.md).
+ * the partner's egress, so the bytes never leave the kernel. It stamps the connection's entry in
+ * conns with the time (the daemon then fills in the bytes each way from TCP's counters: what the
+ * destination took, rather than what entered its queue) and counts messages and bytes in the
+ * per-CPU counters, which is what `bpftool map dump` shows (docs/bpftool.md).
  *
- * The daemon fills peers and conns before a socket enters the sockhash and removes the socket
- * from the sockhash before it removes the entries, so a message never finds a half-made pair;
- * when it does anyway (the daemon was killed) it is dropped and counted as such. */
+ * Redirects go through a second sockhash, targets, which has no programs: the daemon puts both
+ * sockets of a connection in targets before either enters sockhash. A socket in sockhash may
+ * receive a message at once, and its partner must already be a redirect target then: with one
+ * map, a message arriving between the two insertions found no partner and was dropped (seen
+ * under load on Linux 6.18: a backend then read the client's data without its first bytes).
+ * Bytes that reach a socket before it enters sockhash stay in its receive queue until the
+ * daemon has both sockets in place (docs/datapath.md).
+ *
+ * The daemon fills peers and conns before a socket enters the maps and takes the socket out of
+ * sockhash, then targets, before it removes the entries, so a message never finds a half-made
+ * pair; when it does anyway (the daemon was killed) it is dropped and counted as such. */
 #include "vmlinux.h"
 
 #include <bpf/bpf_helpers.h>
@@ -21,6 +30,13 @@ struct {
 	__type(key, __u64);   /* socket cookie */
 	__type(value, __u64); /* 8 bytes: `bpftool map dump` reads back the cookie */
 } sockhash SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 2 * KTLSD_MAX_CONNS);
+	__type(key, __u64);   /* socket cookie */
+	__type(value, __u64); /* as in sockhash */
+} targets SEC(".maps"); /* no programs: only where the verdict redirects to */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -83,19 +99,14 @@ int ktlsd_verdict(struct __sk_buff *skb)
 		count(0, KTLSD_REASON_NO_PEER, 0, len);
 		return SK_DROP;
 	}
-	ret = bpf_sk_redirect_hash(skb, &sockhash, &p->peer, 0);
+	ret = bpf_sk_redirect_hash(skb, &targets, &p->peer, 0);
 	if (ret != SK_PASS) {
 		count(p->listener, KTLSD_REASON_REDIRECT_FAILED, p->dir, len);
 		return SK_DROP;
 	}
 	c = bpf_map_lookup_elem(&conns, &p->conn);
-	if (c) {
-		if (p->dir == KTLSD_DIR_C2B)
-			__sync_fetch_and_add(&c->bytes_c2b, len);
-		else
-			__sync_fetch_and_add(&c->bytes_b2c, len);
+	if (c)
 		c->last_ns = bpf_ktime_get_ns();
-	}
 	count(p->listener, c ? KTLSD_REASON_REDIRECT : KTLSD_REASON_NO_CONN, p->dir, len);
 	return SK_PASS;
 }

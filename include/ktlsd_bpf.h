@@ -47,10 +47,10 @@ struct ktlsd_conn {
 	__u16 tls_version;    /* 0x0303 = TLS 1.2, 0x0304 = TLS 1.3, 0 = not terminated */
 	__u16 cipher_suite;   /* IANA number, 0 when none */
 	__u64 backend_cookie; /* the backend socket's cookie, 0 before it connects */
-	__u64 bytes_c2b;      /* payload bytes client → backend (all tiers) */
+	__u64 bytes_c2b;      /* payload bytes client → backend (all tiers; sockmap: from TCP) */
 	__u64 bytes_b2c;      /* payload bytes backend → client */
 	__u64 start_ns;	      /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at accept */
-	__u64 last_ns;	      /* last time bytes moved (sockmap: set by the verdict program) */
+	__u64 last_ns;	      /* last time bytes moved (sockmap: the verdict or the daemon) */
 	char cipher[32];      /* OpenSSL's name of the cipher, "" when none */
 };
 

@@ -52,24 +52,14 @@ void conn_bpf_sync(struct conn *c)
 {
 	struct ktlsd_conn e;
 
-	if (!c->cookie)
-		return;
-	/* Other tiers: written when ktlsd's own counts moved since the last tick (stats_conn_flush
-	 * calls this before it takes them), so an idle connection costs no syscall. */
-	if (c->dp != &dp_sockmap && c->bytes_c2b == c->acct_c2b && c->bytes_b2c == c->acct_b2c)
+	/* The sockmap tier keeps its entry itself (dp_sockmap.c: the kernel moves its bytes). Other
+	 * tiers: written when ktlsd's own counts moved since the last tick (stats_conn_flush calls
+	 * this before it takes them), so an idle connection costs no syscall. */
+	if (!c->cookie || c->dp == &dp_sockmap ||
+	    (c->bytes_c2b == c->acct_c2b && c->bytes_b2c == c->acct_b2c))
 		return;
 	if (bpfmap_conn_get(c->cookie, &e) < 0)
 		return;
-	if (c->dp == &dp_sockmap) {
-		/* The verdict's counts; they include what ktlsd forwarded before the handover. */
-		if (e.bytes_c2b != c->bytes_c2b || e.bytes_b2c != c->bytes_b2c)
-			c->active_ms = c->w->now_ms;
-		if (e.bytes_c2b > c->bytes_c2b)
-			c->bytes_c2b = e.bytes_c2b;
-		if (e.bytes_b2c > c->bytes_b2c)
-			c->bytes_b2c = e.bytes_b2c;
-		return;
-	}
 	e.bytes_c2b = c->bytes_c2b;
 	e.bytes_b2c = c->bytes_b2c;
 	e.state = conn_state(c);

@@ -4,8 +4,10 @@
  *
  * Handover. The verdict only sees bytes that arrive after a socket joined the map. Bytes ktlsd
  * already read (a PROXY header, the ClientHello of a passthrough connection, early backend data)
- * are sent from its buffers first, and the sockets join the map only once those sends completed
- * and no receive is in flight, so the redirected bytes follow them in order. Bytes that reached a
+ * are sent from its buffers first, and the sockets join the maps only once those sends completed
+ * and no receive is in flight, so the redirected bytes follow them in order. Both sockets become
+ * redirect targets before either runs the programs (bpfmap_pair_add), so no message can find
+ * its partner missing. Bytes that reached a
  * socket but were not read stay in its receive queue; the strparser would take them only at the
  * next arrival, so SO_RCVLOWAT is set after the insertion, which makes TCP signal data-ready and
  * the strparser read the queue at once (Linux 6.18: without it the queued bytes waited for the
@@ -14,14 +16,20 @@
  * Ends. Redirected bytes never wake ktlsd, so each socket has one io_uring poll for
  * POLLRDHUP (POLLERR and POLLHUP always report). A FIN is passed on with shutdown(SHUT_WR) once
  * the direction drained (sockmap_drain.h), checked on the poll and on every tick; an error or
- * reset on either socket resets the other (SO_LINGER 0) and closes the connection. Idle time is
- * measured by the verdict's byte counters (conn_bpf.c reads them every tick). */
+ * reset on either socket resets the other (SO_LINGER 0) and closes the connection.
+ *
+ * Counts. What each direction delivered and what still waits in the kernel come from TCP's own
+ * counters (sockmap_drain.h), read on a tick when the verdict ran since the last reading (its
+ * last_ns in conns) or bytes were still on their way, so an idle connection costs one map
+ * lookup per tick. The counts feed the conns entry, the metrics, the idle timeout and the
+ * backlog guard. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -48,7 +56,7 @@ static _Atomic uint64_t backlog_total; /* over every connection of every worker 
 struct sockmap_state {
 	uint64_t bcookie;
 	struct sockmap_dir dir[2]; /* by enum ktlsd_dir */
-	uint64_t seen[2];	   /* byte counts at the last backlog check */
+	uint64_t measured_ns;	   /* CLOCK_MONOTONIC of the last reading of the counters */
 	uint64_t backlog;	   /* this connection's share of backlog_total */
 	bool mapped;
 	bool cancelling; /* a userspace receive is being cancelled before the handover */
@@ -90,6 +98,67 @@ static int tcp_info_of(int fd, struct tcp_info *ti)
 	socklen_t l = sizeof(*ti);
 
 	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &l) < 0 ? -errno : 0;
+}
+
+static void set_backlog(struct sockmap_state *st, uint64_t b)
+{
+	if (b >= st->backlog)
+		atomic_fetch_add_explicit(&backlog_total, b - st->backlog, memory_order_relaxed);
+	else
+		atomic_fetch_sub_explicit(&backlog_total, st->backlog - b, memory_order_relaxed);
+	st->backlog = b;
+}
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* the clock of the verdict's bpf_ktime_get_ns */
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Reads direction d's counters: what its source received, what its destination took. */
+static int measure_dir(struct conn *c, struct sockmap_state *st, unsigned d)
+{
+	struct tcp_info ti;
+	int r;
+
+	if ((r = tcp_info_of(src_fd(c, d), &ti)) < 0 ||
+	    (r = written(dst_fd(c, d), &st->dir[d].dst_written)) < 0)
+		return r;
+	st->dir[d].src_rcvd = ti.tcpi_bytes_received;
+	st->dir[d].dst_fin = c->flags & (d == KTLSD_DIR_C2B ? CF_B_SHUT : CF_C_SHUT);
+	return 0;
+}
+
+/* Reads both directions and updates the connection's byte counts, its activity and its share of
+ * the backlog. Returns whether a count moved. */
+static bool account(struct conn *c, struct sockmap_state *st)
+{
+	uint64_t *bytes[2] = {[KTLSD_DIR_C2B] = &c->bytes_c2b, [KTLSD_DIR_B2C] = &c->bytes_b2c};
+	uint64_t rcvd[2] = {st->dir[0].src_rcvd, st->dir[1].src_rcvd};
+	uint64_t pending = 0;
+	bool moved = false;
+
+	st->measured_ns = monotonic_ns();
+	for (unsigned d = KTLSD_DIR_C2B; d <= KTLSD_DIR_B2C; d++) {
+		struct sockmap_dir *sd = &st->dir[d];
+		uint64_t fwd;
+
+		if (measure_dir(c, st, d) < 0)
+			continue;
+		fwd = sd->user + sockmap_dir_forwarded(sd);
+		if (fwd > *bytes[d]) {
+			*bytes[d] = fwd;
+			moved = true;
+		}
+		moved |= sd->src_rcvd != rcvd[d]; /* bytes arrived, even if none went out yet */
+		pending += sockmap_dir_pending(sd);
+	}
+	if (moved)
+		c->active_ms = c->w->now_ms;
+	set_backlog(st, pending);
+	return moved;
 }
 
 static void arm_poll(struct conn *c, bool client)
@@ -172,6 +241,11 @@ static int handover(struct conn *c, struct sockmap_state *st)
 		return r;
 	}
 	st->mapped = true;
+	log_debug(
+	    "conn peer=%s listener=%s: both sockets in the sockhash after %llu bytes client → "
+	    "backend and %llu backend → client in userspace",
+	    c->peer_text, c->l->cfg->name, (unsigned long long)c->bytes_c2b,
+	    (unsigned long long)c->bytes_b2c);
 	/* Bytes already queued on either socket: have the strparser read them now. */
 	setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
 	setsockopt(c->bfd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
@@ -200,27 +274,14 @@ static bool check_reset(struct conn *c, bool client)
 
 static void check_drain(struct conn *c, struct sockmap_state *st)
 {
-	struct ktlsd_conn e;
-	struct tcp_info ti;
-	bool have_e = false;
-
 	if (check_reset(c, true) || check_reset(c, false))
 		return;
 	for (unsigned d = KTLSD_DIR_C2B; d <= KTLSD_DIR_B2C; d++) {
-		struct sockmap_dir *sd = &st->dir[d];
 		bool to_client = d == KTLSD_DIR_B2C;
 
-		if (!sd->src_eof || (c->flags & (to_client ? CF_C_SHUT : CF_B_SHUT)))
+		if (!st->dir[d].src_eof || (c->flags & (to_client ? CF_C_SHUT : CF_B_SHUT)))
 			continue;
-		if (!have_e && bpfmap_conn_get(c->cookie, &e) < 0)
-			return;
-		have_e = true;
-		sd->redir = (d == KTLSD_DIR_C2B ? e.bytes_c2b : e.bytes_b2c) - sd->user;
-		if (tcp_info_of(src_fd(c, d), &ti) < 0 ||
-		    written(dst_fd(c, d), &sd->dst_written) < 0)
-			continue;
-		sd->src_rcvd = ti.tcpi_bytes_received;
-		if (sockmap_dir_drained(sd))
+		if (measure_dir(c, st, d) == 0 && sockmap_dir_drained(&st->dir[d]))
 			conn_shutdown_wr(c, to_client);
 	}
 	if (conn_both_done(c))
@@ -250,58 +311,61 @@ static void pump(struct conn *c)
 	check_drain(c, st);
 }
 
-/* Bytes the verdict redirected in direction d that the destination socket has not taken yet. */
-static uint64_t backlog_of(struct conn *c, struct sockmap_state *st, unsigned d)
+/* Publishes the connection's counts in its conns entry, keeping the verdict's last_ns unless
+ * this reading is newer (so the next tick reads the counters once more and then rests). */
+static void publish(struct conn *c, struct sockmap_state *st, struct ktlsd_conn *e)
 {
-	uint64_t w, redir = st->seen[d] - st->dir[d].user;
-
-	/* The count read at this tick may trail the socket's own numbers. */
-	if (written(dst_fd(c, d), &w) < 0 || redir <= w - st->dir[d].wbase)
-		return 0;
-	return redir - (w - st->dir[d].wbase);
-}
-
-static void set_backlog(struct sockmap_state *st, uint64_t b)
-{
-	if (b >= st->backlog)
-		atomic_fetch_add_explicit(&backlog_total, b - st->backlog, memory_order_relaxed);
-	else
-		atomic_fetch_sub_explicit(&backlog_total, st->backlog - b, memory_order_relaxed);
-	st->backlog = b;
+	e->bytes_c2b = c->bytes_c2b;
+	e->bytes_b2c = c->bytes_b2c;
+	if (e->last_ns < st->measured_ns)
+		e->last_ns = st->measured_ns;
+	if (bpfmap_conn_put(c->cookie, e) < 0)
+		return; /* the entry keeps its older counts until they move again */
 }
 
 /* The kernel gives a sockhash redirect no backpressure (Linux 6.18, docs/datapath.md): when a
  * destination reads slower than its source sends, the difference waits in the destination's
  * psock queue, in kernel memory no socket limit covers, and the source's window stays open. So
- * every tick each connection whose counts moved (or that had a backlog) measures it; while the
- * sum over all connections is past SOCKMAP_BACKLOG_TOTAL, a connection holding more than
- * SOCKMAP_BACKLOG_CONN is reset. A single fast transfer to a slower reader may use the whole
- * budget; many slow readers cannot take the host's memory. */
+ * every tick a connection the verdict worked on (or that had bytes on their way) reads its
+ * counters; while the bytes on their way over all connections pass SOCKMAP_BACKLOG_TOTAL, a
+ * connection holding more than SOCKMAP_BACKLOG_CONN is reset. A single fast transfer to a slower
+ * reader may use the whole budget; many slow readers cannot take the host's memory. */
 static void tick(struct conn *c)
 {
 	struct sockmap_state *st = c->dp_data;
-	uint64_t b[2];
+	struct ktlsd_conn e;
+	bool have_e;
 
-	if (st->mapped && c->phase == CONN_FORWARDING &&
-	    (st->backlog || c->bytes_c2b != st->seen[KTLSD_DIR_C2B] ||
-	     c->bytes_b2c != st->seen[KTLSD_DIR_B2C])) {
-		st->seen[KTLSD_DIR_C2B] = c->bytes_c2b;
-		st->seen[KTLSD_DIR_B2C] = c->bytes_b2c;
-		b[KTLSD_DIR_C2B] = backlog_of(c, st, KTLSD_DIR_C2B);
-		b[KTLSD_DIR_B2C] = backlog_of(c, st, KTLSD_DIR_B2C);
-		set_backlog(st, b[0] + b[1]);
+	if (!st->mapped || c->phase != CONN_FORWARDING) {
+		pump(c);
+		return;
+	}
+	have_e = bpfmap_conn_get(c->cookie, &e) == 0;
+	if (!have_e || e.last_ns >= st->measured_ns || st->backlog ||
+	    st->dir[KTLSD_DIR_C2B].src_eof || st->dir[KTLSD_DIR_B2C].src_eof) {
+		if (account(c, st) && have_e)
+			publish(c, st, &e);
 		if (st->backlog > SOCKMAP_BACKLOG_CONN &&
 		    atomic_load_explicit(&backlog_total, memory_order_relaxed) >
 			SOCKMAP_BACKLOG_TOTAL) {
-			bool to_client = b[KTLSD_DIR_B2C] > b[KTLSD_DIR_C2B];
+			bool to_client = sockmap_dir_pending(&st->dir[KTLSD_DIR_B2C]) >
+					 sockmap_dir_pending(&st->dir[KTLSD_DIR_C2B]);
+
+			const struct sockmap_dir *u = &st->dir[KTLSD_DIR_C2B];
+			const struct sockmap_dir *v = &st->dir[KTLSD_DIR_B2C];
 
 			log_warn(
 			    "conn peer=%s listener=%s: %s is not keeping up: %llu MiB wait in the "
 			    "kernel's sockmap queues (%llu MiB for all connections); resetting "
-			    "the connection",
+			    "the connection (client→backend: received %llu, forwarded %llu; "
+			    "backend→client: received %llu, forwarded %llu)",
 			    c->peer_text, c->l->cfg->name, to_client ? "the client" : "the backend",
 			    (unsigned long long)(st->backlog >> 20),
-			    (unsigned long long)(atomic_load(&backlog_total) >> 20));
+			    (unsigned long long)(atomic_load(&backlog_total) >> 20),
+			    (unsigned long long)(u->src_rcvd - u->user),
+			    (unsigned long long)sockmap_dir_forwarded(u),
+			    (unsigned long long)(v->src_rcvd - v->user),
+			    (unsigned long long)sockmap_dir_forwarded(v));
 			reset(c, !to_client, ENOBUFS);
 			return;
 		}
@@ -322,6 +386,9 @@ static void complete(struct conn *c, unsigned op, int res)
 		return;
 	}
 	if (res & POLLERR) {
+		/* io_uring reports the mask of the wake-up (sk_error_report), and a kernel sender
+		 * on this socket may have taken sk_err since: SO_ERROR can read 0 here
+		 * (docs/datapath.md). */
 		int err = so_error(fd);
 
 		reset(c, client, err ? err : ECONNRESET);
@@ -341,8 +408,10 @@ static void release(struct conn *c)
 
 	if (!st)
 		return;
-	if (st->mapped)
+	if (st->mapped) {
+		account(c, st); /* the final counts, for the metrics */
 		bpfmap_pair_del(c->cookie, st->bcookie);
+	}
 	set_backlog(st, 0);
 	free(st);
 	c->dp_data = NULL;

@@ -1,16 +1,21 @@
 #include <errno.h>
+#include <poll.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "ring.h"
+#include "vg.h"
 
 int ring_init(struct ring *r, unsigned entries)
 {
 	struct io_uring_params p;
 	int ret;
 
+	r->wait_fd = -1;
 	/* A CQ ring four times the SQ ring: completions may outnumber submissions per turn.
 	 * One thread submits and reaps (its worker), so completions need not interrupt it: with
 	 * DEFER_TASKRUN the kernel runs their task work in a batch when the worker waits, instead
@@ -44,14 +49,62 @@ int ring_start(struct ring *r)
 	if (ret < 0) {
 		ret = -errno;
 		log_err("io_uring_register(IORING_REGISTER_ENABLE_RINGS): %s", strerror(errno));
+		return ret;
 	}
 	r->disabled = false;
-	return ret;
+	/* Valgrind (3.19 at least) runs one guest thread at a time and lets another run only while
+	 * the current one is in a system call it knows may block. io_uring_enter is not one of them:
+	 * a worker waiting there for completions keeps the lock and every other thread of the
+	 * daemon stops until a completion arrives (docs/security.md). Under valgrind the ring
+	 * signals an eventfd instead, which the worker waits for in poll(), a call valgrind does
+	 * let block. The eventfd, not the ring fd: with DEFER_TASKRUN a completion is only queued
+	 * as task work until the issuer enters the ring, and that wakes no poller of the ring fd,
+	 * but it does signal a registered eventfd. */
+	if (vg_running()) {
+		r->wait_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (r->wait_fd < 0) {
+			ret = -errno;
+			log_err("eventfd: %s", strerror(errno));
+			return ret;
+		}
+		ret = io_uring_register_eventfd(&r->uring, r->wait_fd);
+		if (ret < 0) {
+			log_err("io_uring_register_eventfd: %s", strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+int ring_wait_polled(struct ring *r)
+{
+	struct pollfd pfd = { .fd = r->wait_fd, .events = POLLIN };
+	uint64_t signals;
+	int submitted, ret;
+
+	/* Submits and runs the task work of finished operations; never blocks. */
+	submitted = io_uring_submit_and_get_events(&r->uring);
+	if (submitted < 0)
+		return submitted;
+	while (io_uring_cq_ready(&r->uring) == 0) {
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			return -errno;
+		/* Cleared before the ring is looked at: a signal after this is not lost. */
+		if (read(r->wait_fd, &signals, sizeof(signals)) < 0 && errno != EAGAIN)
+			return -errno;
+		ret = io_uring_get_events(&r->uring);
+		if (ret < 0)
+			return ret;
+	}
+	return submitted;
 }
 
 void ring_exit(struct ring *r)
 {
 	io_uring_queue_exit(&r->uring);
+	if (r->wait_fd >= 0)
+		close(r->wait_fd);
+	r->wait_fd = -1;
 }
 
 struct io_uring_sqe *ring_sqe(struct ring *r)

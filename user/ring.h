@@ -30,12 +30,24 @@ static inline unsigned ring_ud_op(uint64_t ud)
 struct ring {
 	struct io_uring uring;
 	bool disabled; /* created disabled: ring_start() by the thread that will use it */
+	int wait_fd;   /* under valgrind only: an eventfd the ring signals (ring_wait), else -1 */
 };
 
 int ring_init(struct ring *r, unsigned entries) __must_check;
 /* Called once by the thread that submits to the ring, before its first submission. */
 int ring_start(struct ring *r) __must_check;
 void ring_exit(struct ring *r);
+int ring_wait_polled(struct ring *r);
+
+/* Submits the queued SQEs and waits until at least one completion is ready; returns the number
+ * submitted or -errno, like io_uring_submit_and_wait(). */
+static inline int ring_wait(struct ring *r)
+{
+	if (__builtin_expect(r->wait_fd >= 0, 0))
+		return ring_wait_polled(r);
+	return io_uring_submit_and_wait(&r->uring, 1);
+}
+
 /* A free SQE, submitting queued ones first when the queue is full. Never returns NULL. */
 struct io_uring_sqe *ring_sqe(struct ring *r);
 /* Cancels every in-flight operation tagged ud. */

@@ -339,10 +339,10 @@ static void *worker_main(void *arg)
 	arm_wake(w);
 	arm_tick(w);
 	while (!w->stop) {
-		int r = io_uring_submit_and_wait(&w->ring.uring, 1);
+		int r = ring_wait(&w->ring);
 
 		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-			log_err("worker %u: io_uring_submit_and_wait: %s", w->id, strerror(-r));
+			log_err("worker %u: waiting for completions: %s", w->id, strerror(-r));
 			break;
 		}
 		w->now_ms = worker_now_ms();

@@ -31,7 +31,8 @@ VALGRIND = os.environ.get("KTLSD_VALGRIND") == "1"
 SCALE = 0.05 if VALGRIND else 1.0
 VALGRIND_ARGS = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
                  "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
-                 "--num-callers=30"]
+                 "--num-callers=30",
+                 "--suppressions=" + os.path.join(TOP, "tests", "valgrind.supp")]
 
 sys.path.insert(0, os.path.join(TOP, "tools"))
 import demo_backend  # noqa: E402  (the same stream generator the backend uses)

@@ -21,12 +21,12 @@ int ring_init(struct ring *r, unsigned entries)
 	 * DEFER_TASKRUN the kernel runs their task work in a batch when the worker waits, instead
 	 * of at each completion. The ring is created here but used by the worker's thread, which
 	 * becomes its single issuer when it enables it (ring_start). Kernels before 6.1 lack the
-	 * flags: then the ring is an ordinary one. */
+	 * flags: then the ring is an ordinary one. So it is under valgrind (ring_start). */
 	memset(&p, 0, sizeof(p));
 	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
 		  IORING_SETUP_R_DISABLED;
 	p.cq_entries = entries * 4;
-	ret = io_uring_queue_init_params(entries, &r->uring, &p);
+	ret = vg_running() ? -EINVAL : io_uring_queue_init_params(entries, &r->uring, &p);
 	r->disabled = ret == 0;
 	if (ret == -EINVAL) {
 		memset(&p, 0, sizeof(p));
@@ -55,11 +55,10 @@ int ring_start(struct ring *r)
 	/* Valgrind (3.19 at least) runs one guest thread at a time and lets another run only while
 	 * the current one is in a system call it knows may block. io_uring_enter is not one of them:
 	 * a worker waiting there for completions keeps the lock and every other thread of the
-	 * daemon stops until a completion arrives (docs/security.md). Under valgrind the ring
-	 * signals an eventfd instead, which the worker waits for in poll(), a call valgrind does
-	 * let block. The eventfd, not the ring fd: with DEFER_TASKRUN a completion is only queued
-	 * as task work until the issuer enters the ring, and that wakes no poller of the ring fd,
-	 * but it does signal a registered eventfd. */
+	 * daemon stops until a completion arrives (docs/datapath.md). Under valgrind the worker
+	 * waits in poll() instead, a call valgrind does let block (ring_wait_polled), on an
+	 * ordinary ring: with DEFER_TASKRUN, completions reach the CQ only when the issuer enters
+	 * the ring, and workers under valgrind missed wake-ups (mailbox calls unanswered). */
 	if (vg_running()) {
 		r->wait_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (r->wait_fd < 0) {
@@ -76,18 +75,24 @@ int ring_start(struct ring *r)
 	return 0;
 }
 
+/* The ring fd polls POLLIN when CQEs are ready; the registered eventfd is signalled as each is
+ * posted. poll() watches both, so a completion posted between the check and the poll still wakes
+ * it (docs/datapath.md). */
 int ring_wait_polled(struct ring *r)
 {
-	struct pollfd pfd = { .fd = r->wait_fd, .events = POLLIN };
+	struct pollfd pfd[2] = {
+		{ .fd = r->uring.ring_fd, .events = POLLIN },
+		{ .fd = r->wait_fd, .events = POLLIN },
+	};
 	uint64_t signals;
 	int submitted, ret;
 
-	/* Submits and runs the task work of finished operations; never blocks. */
+	/* Submits, and reaps what is ready; never blocks. */
 	submitted = io_uring_submit_and_get_events(&r->uring);
 	if (submitted < 0)
 		return submitted;
 	while (io_uring_cq_ready(&r->uring) == 0) {
-		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
 			return -errno;
 		/* Cleared before the ring is looked at: a signal after this is not lost. */
 		if (read(r->wait_fd, &signals, sizeof(signals)) < 0 && errno != EAGAIN)

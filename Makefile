@@ -101,6 +101,7 @@ test: deps-check all $(UNIT_BIN) $(FIXTURES)
 	$(call stage,unit tests (cmocka),$(MAKE) --no-print-directory unit) \
 	$(call stage,integration tests (real daemon and clients),$(MAKE) --no-print-directory integration) \
 	$(call stage,ASan+UBSan: unit and integration (make check),$(MAKE) --no-print-directory check) \
+	$(call stage,valgrind memcheck: integration subset (make valgrind-ci),$(MAKE) --no-print-directory valgrind-ci) \
 	$(call stage,fuzz targets $(FUZZ_CI_SECONDS) s each,$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS)) \
 	echo '== kTLS tests in QEMU (Debian 6.1 and 6.12 kernels)'; t0=$$(date +%s); \
 		$(VMTEST); rc=$$?; \
@@ -113,9 +114,43 @@ check:
 	$(Q)KTLSD_SANITIZED=1 $(MAKE) --no-print-directory SAN=1 unit integration
 
 # The integration suite with every daemon under valgrind's memcheck: an error or a definite leak
-# fails the test that started that daemon (tests/integration/conftest.py).
+# fails the test that started that daemon (tests/integration/conftest.py; false positives of
+# valgrind itself are in tests/valgrind.supp). VALGRIND_TESTS picks tests (default: all).
+VALGRIND_TESTS ?= tests/integration
 valgrind: all $(FIXTURES)
-	$(Q)KTLSD_VALGRIND=1 $(TEST_ENV) $(PYTEST) tests/integration 2>&1
+	$(Q)KTLSD_VALGRIND=1 $(TEST_ENV) $(PYTEST) $(VALGRIND_TESTS) 2>&1
+
+# make test's valgrind stage: the whole suite takes too long under memcheck on 2 cores, so this
+# subset takes every daemon module end to end (docs/security.md says which and why).
+I := tests/integration/
+VALGRIND_CI_TESTS := $(I)test_daemon.py $(I)test_clients.py $(I)test_bad_input.py \
+	$(I)test_idle.py $(I)test_metrics.py $(I)test_proxy_protocol.py $(I)test_control.py \
+	$(I)test_certificates.py::test_gcp_cats_and_dogs_example \
+	$(I)test_certificates.py::test_fifteen_certificates_on_one_listener \
+	$(I)test_certificates.py::test_mtls_required $(I)test_certificates.py::test_mtls_optional \
+	$(I)test_certificates.py::test_bad_certificate_inputs_are_config_errors \
+	$(I)test_policies.py::test_scanner_finds_exactly_the_tls13_policy \
+	$(I)test_policies.py::test_client_renegotiation_is_refused \
+	$(I)test_reload.py::test_broken_config_is_refused_with_its_reason_and_the_old_one_serves \
+	$(I)test_reload.py::test_a_listener_renamed_keeps_its_socket_and_a_moved_one_rebinds \
+	$(I)test_backend_tls.py::test_verified_backend_byte_exact_both_ways \
+	$(I)test_backend_tls.py::test_verification_failures_close_cleanly \
+	$(I)test_backend_tls.py::test_proxy_header_goes_in_clear_before_the_client_hello \
+	$(I)test_resumption.py::test_on_resumes_with_s_client_and_python \
+	$(I)test_resumption.py::test_key_file_rotation_by_reload \
+	$(I)test_passthrough.py::test_routes_exact_wildcard_and_default \
+	$(I)test_passthrough.py::test_bulk_both_ways_is_byte_exact \
+	$(I)test_passthrough.py::test_client_hello_one_byte_per_segment \
+	$(I)test_sockmap.py::test_bpftool_shows_live_connections_and_counters \
+	$(I)test_sockmap.py::test_early_bytes_before_the_handover_arrive_in_order \
+	$(I)test_sockmap.py::test_half_close_each_way \
+	$(I)test_sockmap.py::test_client_reset_resets_the_backend \
+	$(I)test_sockmap.py::test_sigterm_with_live_connections_then_restart \
+	$(I)test_privileges.py::test_daemon_runs_as_user_with_only_net_bind_service \
+	$(I)test_hostile.py::test_malformed_and_oversized_client_hellos_are_refused_by_the_parser \
+	$(I)test_hostile.py::test_a_flood_beyond_max_connections_is_refused_at_accept
+valgrind-ci:
+	$(Q)$(MAKE) --no-print-directory valgrind VALGRIND_TESTS='$(VALGRIND_CI_TESTS)'
 
 VMTEST = $(TEST_ENV) bash tests/vm/run.sh 2>&1
 
@@ -188,18 +223,19 @@ help:
 	@echo 'make            build build/ktlsd and build/ktlsctl'
 	@echo 'make deps       install the Debian packages needed to build and test'
 	@echo 'make run        demo: certificates, a backend and ktlsd on 127.0.0.1'
-	@echo 'make test       unit, integration, check, fuzz (short) and VM (kTLS) stages'
+	@echo 'make test       unit, integration, check, valgrind (subset), fuzz (short), VM (kTLS)'
 	@echo 'make unit       cmocka unit tests only'
 	@echo 'make integration  tests through the real daemon with real clients (root)'
 	@echo 'make vmtest     kTLS tests in QEMU with Debian 6.1 and 6.12 kernels'
 	@echo 'make check      unit + integration built with ASan+UBSan'
 	@echo 'make valgrind   the integration suite with the daemon under valgrind memcheck'
+	@echo 'make valgrind-ci  the subset of it that make test runs'
 	@echo 'make fuzz       libFuzzer targets, FUZZ_SECONDS each (default 60)'
 	@echo 'make bench      ktlsd vs HAProxy, nginx, stunnel → bench/results (BENCH_QUICK=1: smoke)'
 	@echo 'make install    install binaries under $$(DESTDIR)/usr/local'
 	@echo 'V=1             show full commands'
 
-.PHONY: all unit integration test check valgrind vmtest fuzz run deps deps-check install format clean help bench
+.PHONY: all unit integration test check valgrind valgrind-ci vmtest fuzz run deps deps-check install format clean help bench
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 
 $(B)/user/policy_data.o: user/policy_data.S data/elb-policies.json

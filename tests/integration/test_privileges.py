@@ -69,6 +69,7 @@ def check_only(cfg, tmp_path):
 def test_daemon_runs_as_user_with_only_net_bind_service(backend, daemon_factory, keydir):
     d = daemon_factory(config(backend, keydir, user="nobody"))
     d.wait_log("running as uid %d" % NOBODY.pw_uid)
+    d.wait_log("serving with")  # logged once the workers and the control thread run
     want = "%016x" % (1 << CAP_NET_BIND_SERVICE)
     tasks = [int(t) for t in os.listdir("/proc/%d/task" % d.proc.pid)]
     assert len(tasks) >= 3  # main, the control thread and the workers: each is checked

@@ -392,7 +392,9 @@ def main():
                 assert h.hexdigest() == expected(n, seed)
             log = the_log().splitlines()
             for i, p in enumerate(ports):
-                line = [l for l in log if "peer=127.0.0.1:%d " % p in l and "result=ok" in l]
+                # By port and listener: an earlier check's client may have had the same port.
+                line = [l for l in log if "peer=127.0.0.1:%d listener=%s " % (p, name) in l
+                        and "result=ok" in l]
                 assert len(line) == 1, (p, line)
                 assert "tier=%s " % TIER in line[0] and "proto=%s " % ver in line[0], line[0]
                 assert ("resumed=yes" if i else "resumed=no") in line[0], line[0]

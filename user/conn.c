@@ -24,6 +24,7 @@
 #include "passthrough.h"
 #include "policy.h"
 #include "proxyproto.h"
+#include "rlayer.h"
 #include "state.h"
 #include "stats.h"
 #include "tlsctx.h"
@@ -123,6 +124,7 @@ static void conn_free(struct conn *c)
 		close(c->bfd);
 	SSL_free(c->ssl);
 	SSL_free(c->bssl);
+	rlayer_free(c->rl);
 	buf_release(&c->bcin);
 	buf_release(&c->bcout);
 	buf_release(&c->cin);
@@ -176,7 +178,8 @@ static void release_if_empty(struct buf *b)
 }
 
 /* A parked connection waits for readability with a poll, which holds no buffer: an idle
- * connection costs its struct, its SSL (whose own buffers OpenSSL releases) and its sockets. */
+ * connection costs its struct, its keys (rlayer, without cipher contexts) or its SSL (whose own
+ * buffers OpenSSL releases), and its sockets. */
 static void post_poll(struct conn *c, bool client)
 {
 	unsigned op = client ? OP_CRECV : OP_BRECV;
@@ -227,6 +230,7 @@ static void park(struct conn *c)
 	release_if_empty(&c->cout);
 	release_if_empty(&c->bin);
 	release_if_empty(&c->bout);
+	rlayer_idle(c->rl);
 }
 
 void conn_post_recv(struct conn *c, bool client)
@@ -409,7 +413,13 @@ static void choose_tier(struct conn *c)
 		break;
 	case HANDOFF_USERSPACE:
 		c->dp = &dp_userspace;
-		log_handshake(c, "ok");
+		/* ktlsd's record layer takes over from OpenSSL's when it can (rlayer.h). */
+		if (handoff_rlayer(c)) {
+			log_handshake(c, "ok");
+			handoff_free_ssl(c);
+		} else {
+			log_handshake(c, "ok");
+		}
 		break;
 	}
 	c->dp->pump(c);
@@ -569,7 +579,7 @@ static void on_recv(struct conn *c, bool client, int res)
 			record_feed(&c->rx_rec, b->data + b->tail, (size_t)res);
 		b->tail += (uint32_t)res;
 		c->active_ms = c->w->now_ms;
-		if (!c->ssl) /* plain forwarding: payload is what arrives; TLS counts plaintext */
+		if (!conn_tls(c)) /* plain forwarding: payload is what arrives; TLS counts plaintext */
 			*(client ? &c->bytes_c2b : &c->bytes_b2c) += (uint64_t)res;
 	} else if (res == 0) {
 		c->flags |= client ? CF_CIN_EOF : CF_BIN_EOF;

@@ -68,7 +68,11 @@ struct conn {
 	struct listener_rt *l;
 	struct state *st; /* reference held while the connection lives */
 	const struct dp_ops *dp;
-	SSL *ssl; /* NULL for tcp listeners, and after a kernel handoff */
+	SSL *ssl; /* NULL for tcp listeners, and after a kernel or record layer handoff */
+	/* ktlsd's record layer (rlayer.h, conn_rl.h): the client side once the SSL is freed on the
+	 * userspace tier; the records it owes the client, warning alerts in a row. */
+	struct rlayer *rl;
+	uint8_t rl_pending, rl_warnings;
 	int cfd, bfd;
 	uint8_t phase;
 	uint8_t attempt; /* backend server tries so far */
@@ -90,6 +94,8 @@ struct conn {
 	/* Kernel handoff bookkeeping (see record.h): the client's stream, read record by record
 	 * while keys may go to the kernel, and ours, for the last TLS 1.2 explicit nonce. */
 	struct record_track rx_rec, tx_rec;
+	/* What the client's SSL consumed from cin: a record boundary is where rlayer can go on. */
+	struct record_track ssl_rx;
 	bool ktls_candidate;
 	const char *tier_note; /* why a connection stayed in userspace, for the log */
 	struct __kernel_timespec connect_ts;
@@ -141,6 +147,12 @@ void conn_check_timeout(struct conn *c, uint64_t now_ms);
 /* Called by the worker's timer after conn_check_timeout has seen every connection: returns the
  * memory of connections parked since the previous tick to the kernel. */
 void conn_tick_done(void);
+
+/* True when the client side speaks TLS, through OpenSSL or through ktlsd's record layer. */
+static inline bool conn_tls(const struct conn *c)
+{
+	return c->ssl || c->rl;
+}
 
 /* The buffer the backend socket is read into: bcin with backend TLS, else bin. */
 static inline struct buf *conn_brx(struct conn *c)

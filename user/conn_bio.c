@@ -14,6 +14,7 @@ struct side {
 	struct buf *in, *out;
 	bool eof;	       /* the peer sent FIN */
 	struct record_track *tx_rec; /* fed with what OpenSSL writes, or NULL */
+	struct record_track *rx_rec; /* fed with what OpenSSL reads, or NULL */
 };
 
 static struct side side_of(BIO *b)
@@ -21,8 +22,8 @@ static struct side side_of(BIO *b)
 	struct conn *c = BIO_get_data(b);
 
 	if (BIO_method_type(b) == backend_type)
-		return (struct side){ &c->bcin, &c->bcout, c->flags & CF_BIN_EOF, NULL };
-	return (struct side){ &c->cin, &c->cout, c->flags & CF_CIN_EOF, &c->tx_rec };
+		return (struct side){ &c->bcin, &c->bcout, c->flags & CF_BIN_EOF, NULL, NULL };
+	return (struct side){ &c->cin, &c->cout, c->flags & CF_CIN_EOF, &c->tx_rec, &c->ssl_rx };
 }
 
 /* OpenSSL writes records here: append to out, or ask to be called again when it is full. */
@@ -62,6 +63,8 @@ static int bio_read(BIO *b, char *out, int len)
 		return -1;
 	}
 	memcpy(out, s.in->data + s.in->head, n);
+	if (s.rx_rec)
+		record_feed(s.rx_rec, s.in->data + s.in->head, n);
 	buf_consume(s.in, n);
 	return (int)n;
 }

@@ -1,6 +1,7 @@
 /* conn_bio — the BIO an SSL of a connection reads and writes through: ktlsd's own buffers, no
- * memory-BIO copy. The client side's SSL (handshake.c) uses cin/cout and feeds every record it
- * writes to the tx record tracker (the kTLS handoff counts them); the backend side's SSL
+ * memory-BIO copy. The client side's SSL (handshake.c) uses cin/cout and feeds every byte it
+ * writes to the tx record tracker (the kTLS handoff counts them) and every byte it reads to
+ * ssl_rx (the record layer handoff starts at a record boundary); the backend side's SSL
  * (backend_tls.c) uses bcin/bcout. */
 #ifndef KTLSD_CONN_BIO_H
 #define KTLSD_CONN_BIO_H

@@ -1,5 +1,6 @@
-/* dp_userspace — the userspace tier: OpenSSL's record layer over conn's buffers for tls
- * listeners, plain buffer forwarding for tcp ones.
+/* dp_userspace — the userspace tier: TLS records over conn's buffers for tls listeners (ktlsd's
+ * record layer, conn_rl.h, when the session allows it, else OpenSSL's), plain buffer forwarding
+ * for tcp ones.
  *
  * Each direction is a bounded pipeline (socket → rx buffer → [TLS] → tx buffer → socket). A
  * stage runs only while the next has room, so a slow reader stops ktlsd from reading the other
@@ -15,6 +16,7 @@
 #include <openssl/err.h>
 
 #include "conn.h"
+#include "conn_rl.h"
 #include "err.h"
 #include "handshake.h"
 #include "log.h"
@@ -69,6 +71,8 @@ static bool tls_decrypt(struct conn *c, bool backend)
 	struct buf *o = t.plain_out;
 	int n;
 
+	if (!backend && c->rl)
+		return conn_rl_decrypt(c);
 	while (!(c->flags & t.done)) {
 		if (buf_ready(o) < 0) {
 			conn_close(c, "out of memory");
@@ -106,6 +110,8 @@ static bool tls_encrypt(struct conn *c, bool backend)
 	struct buf *in = t.plain_in, *o = backend ? &c->bcout : &c->cout;
 	int n;
 
+	if (!backend && c->rl)
+		return conn_rl_encrypt(c, t.peer_done);
 	while (buf_len(in) && !(c->flags & t.notify)) {
 		if (buf_ready(o) < 0) {
 			conn_close(c, "out of memory");
@@ -187,7 +193,7 @@ static void pump_plain(struct conn *c)
 
 static void pump(struct conn *c)
 {
-	if (c->ssl)
+	if (conn_tls(c))
 		pump_tls(c);
 	else
 		pump_plain(c);

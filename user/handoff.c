@@ -6,6 +6,7 @@
 #include "handoff.h"
 #include "ktls.h"
 #include "log.h"
+#include "rlayer.h"
 #include "state.h"
 
 static enum handoff_result stay(struct conn *c, const char *why)
@@ -14,8 +15,26 @@ static enum handoff_result stay(struct conn *c, const char *why)
 	return HANDOFF_USERSPACE;
 }
 
+/* Step 3 of the handoff (ktls.c): the session's keys and the next sequence number each way.
+ * Returns NULL, or why they cannot be had. */
+static const char *session_keys(struct conn *c, struct ktls_keys *keys, struct ktls_seq *seq)
+{
+	int r = ktls_capture_seq(c->ssl, seq);
+
+	if (r < 0)
+		return r == -ESTALE ? "keys changed after the handshake" : "record sequence unknown";
+	if (ktls_derive(c->ssl, keys) < 0)
+		return "key derivation failed";
+	/* TLS 1.2 GCM/CCM: continue OpenSSL's explicit nonces rather than restart them. */
+	if (keys->version == TLS1_2_VERSION && keys->cipher != KTLS_CHACHA20_POLY1305 &&
+	    c->tx_rec.after_ccs > 0)
+		ktls_keys_follow_tls12_nonce(keys, c->tx_rec.last8);
+	return NULL;
+}
+
 enum handoff_result handoff_try(struct conn *c)
 {
+	const char *no;
 	enum ktls_state kstate = KTLS_STATE_PLAIN;
 	struct ktls_keys keys;
 	struct ktls_seq seq;
@@ -43,15 +62,8 @@ enum handoff_result handoff_try(struct conn *c)
 	 * can be in userspace; if something is, the kernel could not see it: stay. */
 	if (buf_len(&c->cin) || !record_aligned(&c->rx_rec) || SSL_has_pending(c->ssl))
 		return stay(c, "client data already read into userspace");
-	if ((r = ktls_capture_seq(c->ssl, &seq)) < 0)
-		return stay(c, r == -ESTALE ? "keys changed after the handshake"
-					    : "record sequence unknown");
-	if (ktls_derive(c->ssl, &keys) < 0)
-		return stay(c, "key derivation failed");
-	/* TLS 1.2 GCM/CCM: continue OpenSSL's explicit nonces rather than restart them. */
-	if (keys.version == TLS1_2_VERSION && keys.cipher != KTLS_CHACHA20_POLY1305 &&
-	    c->tx_rec.after_ccs > 0)
-		ktls_keys_follow_tls12_nonce(&keys, c->tx_rec.last8);
+	if ((no = session_keys(c, &keys, &seq)))
+		return stay(c, no);
 	if (dp_splice_attach(c) < 0) {
 		ktls_keys_wipe(&keys);
 		return stay(c, "cannot create splice pipes");
@@ -79,4 +91,33 @@ void handoff_release(struct conn *c)
 	buf_release(&c->cout);
 	buf_release(&c->bin);
 	buf_release(&c->bout);
+}
+
+bool handoff_rlayer(struct conn *c)
+{
+	uint8_t tx_secret[KTLS_SECRET_MAX], rx_secret[KTLS_SECRET_MAX];
+	struct ktls_keys keys;
+	struct ktls_seq seq;
+	int len = 0;
+
+	if (!c->ssl || !rlayer_supported(ktls_cipher_of(c->ssl), (uint16_t)SSL_version(c->ssl)))
+		return false;
+	/* OpenSSL must hold nothing of the client's: no unread plaintext, no part of a record.
+	 * What is left in cin then starts at a record boundary, and is rlayer's. */
+	if (!record_aligned(&c->ssl_rx) || SSL_has_pending(c->ssl) || session_keys(c, &keys, &seq))
+		return false;
+	if (keys.version == TLS1_3_VERSION)
+		len = ktls_traffic_secrets(c->ssl, tx_secret, rx_secret);
+	if (len >= 0)
+		c->rl = rlayer_new(&keys, &seq, tx_secret, rx_secret, (size_t)len);
+	ktls_keys_wipe(&keys);
+	OPENSSL_cleanse(tx_secret, sizeof(tx_secret));
+	OPENSSL_cleanse(rx_secret, sizeof(rx_secret));
+	return c->rl != NULL;
+}
+
+void handoff_free_ssl(struct conn *c)
+{
+	SSL_free(c->ssl);
+	c->ssl = NULL;
 }

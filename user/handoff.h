@@ -1,7 +1,8 @@
 /* handoff — moves a connection whose handshake is done from OpenSSL to kernel TLS: waits for our
  * last handshake bytes to leave, checks that nothing of the client's is buffered in userspace,
  * derives and installs the keys (ktls.c), frees every OpenSSL object and buffer, and attaches the
- * ktls-splice tier. */
+ * ktls-splice tier. When the kernel cannot take the session, the same keys can go to ktlsd's own
+ * record layer instead (handoff_rlayer), and the SSL is freed all the same. */
 #ifndef KTLSD_HANDOFF_H
 #define KTLSD_HANDOFF_H
 
@@ -18,5 +19,13 @@ enum handoff_result handoff_try(struct conn *c);
 /* After HANDOFF_DONE (and the handshake log line, which still reads the SSL): frees the SSL and
  * every userspace buffer. The connection holds no OpenSSL object or record buffer after this. */
 void handoff_release(struct conn *c);
+
+/* After HANDOFF_USERSPACE: moves the client side from OpenSSL's record layer to ktlsd's own
+ * (rlayer.h) when the session allows it: an AEAD suite rlayer has, and OpenSSL holding no
+ * unread plaintext and no part of a record. True when c->rl took over; the caller then logs the
+ * handshake line (which reads the SSL) and calls handoff_free_ssl. False leaves c as it was. */
+bool handoff_rlayer(struct conn *c);
+/* Frees the client's SSL once nothing needs it any more. */
+void handoff_free_ssl(struct conn *c);
 
 #endif

@@ -138,6 +138,21 @@ int ktls_keys_tls12(enum ktls_cipher c, const char *digest, const uint8_t *maste
 void ktls_keys_follow_tls12_nonce(struct ktls_keys *k, const uint8_t last_sent[8]);
 void ktls_keys_wipe(struct ktls_keys *k);
 
+/* ---- TLS 1.3 key updates (ktls_keys.c), for a record layer outside OpenSSL (rlayer.h) ---- */
+
+#define KTLS_SECRET_MAX 48 /* SHA-384 */
+
+/* The application traffic secrets of a finished TLS 1.3 handshake on ssl: tx is what this end
+ * sends under. Returns their length (32 or 48, the suite's hash), -ENOKEY if the capture lacks
+ * them, -ESTALE after a key change. */
+int ktls_traffic_secrets(SSL *ssl, uint8_t tx[KTLS_SECRET_MAX], uint8_t rx[KTLS_SECRET_MAX])
+	__must_check;
+/* RFC 8446 §7.2: replaces secret (len bytes, 32 = SHA-256 or 48 = SHA-384) by the next
+ * application traffic secret and derives that direction's key and IV from it into d. Returns 0,
+ * -EINVAL, -ENOMEM or -EPROTO; secret is unchanged on failure. */
+int ktls_key_update(enum ktls_cipher c, uint8_t *secret, size_t len, struct ktls_dir *d)
+	__must_check;
+
 /* ---- install (ktls.c) --------------------------------------------------------------------- */
 
 /* NULL restores the real setsockopt. Process-wide; meant for tests. */

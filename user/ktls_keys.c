@@ -22,7 +22,7 @@
 
 #include "ktls.h"
 
-#define SECRET_MAX 48 /* SHA-384 */
+#define SECRET_MAX KTLS_SECRET_MAX
 
 enum capture_flag {
 	CAP_CLIENT_SECRET = 1 << 0, /* client application traffic secret 0 captured */
@@ -470,4 +470,41 @@ void ktls_keys_follow_tls12_nonce(struct ktls_keys *k, const uint8_t last_sent[8
 void ktls_keys_wipe(struct ktls_keys *k)
 {
 	OPENSSL_cleanse(k, sizeof(*k));
+}
+
+int ktls_traffic_secrets(SSL *ssl, uint8_t tx[KTLS_SECRET_MAX], uint8_t rx[KTLS_SECRET_MAX])
+{
+	struct capture *cap = capture_find(ssl);
+	bool server = SSL_is_server(ssl);
+	int ret = 0;
+
+	ENSURE(cap && SSL_is_init_finished(ssl) && SSL_version(ssl) == TLS1_3_VERSION, ENOKEY);
+	ENSURE(!(cap->flags & CAP_STALE), ESTALE);
+	ENSURE((cap->flags & (CAP_CLIENT_SECRET | CAP_SERVER_SECRET)) ==
+		       (CAP_CLIENT_SECRET | CAP_SERVER_SECRET) &&
+		       cap->client_len == cap->server_len,
+	       ENOKEY);
+	memcpy(tx, server ? cap->server_secret : cap->client_secret, cap->client_len);
+	memcpy(rx, server ? cap->client_secret : cap->server_secret, cap->client_len);
+	ret = cap->client_len;
+cleanup:
+	return ret;
+}
+
+int ktls_key_update(enum ktls_cipher c, uint8_t *secret, size_t len, struct ktls_dir *d)
+{
+	const char *digest = len == 32 ? "SHA256" : len == 48 ? "SHA384" : NULL;
+	uint8_t next[KTLS_SECRET_MAX];
+	struct ktls_dir nd = { 0 };
+	int ret = 0;
+
+	ENSURE(digest && ktls_key_len(c) != 0, EINVAL);
+	GUARD(tls13_expand(digest, secret, len, "traffic upd", next, len));
+	GUARD(tls13_dir(c, digest, next, len, &nd));
+	memcpy(secret, next, len);
+	*d = nd;
+cleanup:
+	OPENSSL_cleanse(next, sizeof(next));
+	OPENSSL_cleanse(&nd, sizeof(nd));
+	return ret;
 }

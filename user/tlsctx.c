@@ -167,8 +167,9 @@ int tlsctx_build(const struct config *cfg, size_t index, const struct policy *po
 	}
 	if (l->n_alpn)
 		SSL_CTX_set_alpn_select_cb(ctx, alpn_select, (void *)l);
-	if (datapath_ktls_allowed(l) && ktls_capture_attach(ctx) < 0) {
-		config_errors_add(errs, "%s: listeners[%zu]: cannot prepare the kTLS key capture",
+	/* The key capture serves the kernel handoff and ktlsd's own record layer alike. */
+	if (ktls_capture_attach(ctx) < 0) {
+		config_errors_add(errs, "%s: listeners[%zu]: cannot prepare the key capture",
 				  cfg->path, index);
 		ENSURE(false, ENOMEM);
 	}

@@ -1,0 +1,227 @@
+#include <errno.h>
+
+#include <openssl/ssl.h>
+
+#include "conn.h"
+#include "conn_rl.h"
+#include "log.h"
+#include "rlayer.h"
+#include "state.h"
+
+#define ALERT_WARNING 1
+#define ALERT_FATAL 2
+#define MAX_WARNINGS 5 /* OpenSSL's MAX_WARN_ALERT_COUNT */
+#define HS_KEY_UPDATE 24
+
+/* Records owed to the client before any more data (conn->rl_pending). */
+enum rl_pending {
+	RL_OWE_KEY_UPDATE = 1 << 0, /* TLS 1.3: the client asked for our KeyUpdate */
+	RL_OWE_NO_RENEG = 1 << 1,   /* TLS 1.2: the no_renegotiation warning */
+};
+
+/* Seals one small record into cout. Returns 0, -ENOSPC (try again when cout drains), or another
+ * negative errno (the connection cannot go on). */
+static int seal_small(struct conn *c, uint8_t type, const uint8_t *p, size_t n)
+{
+	struct buf *o = &c->cout;
+	int r;
+
+	if (buf_ready(o) < 0)
+		return -ENOMEM;
+	if (buf_space(o) < n + RLAYER_OVERHEAD)
+		buf_compact(o);
+	r = rlayer_seal(c->rl, type, p, n, o->data + o->tail, buf_space(o));
+	if (r > 0)
+		o->tail += (uint32_t)r;
+	return r < 0 ? r : 0;
+}
+
+/* Ends the connection for a TLS error. With an alert to send, cout is flushed first (it ends with
+ * the alert); pump() closes once it has left. */
+static bool fail(struct conn *c, const char *why, uint8_t alert)
+{
+	uint8_t a[2] = { ALERT_FATAL, alert };
+
+	log_info("conn peer=%s listener=%s: TLS error from client: %s", c->peer_text,
+		 c->l->cfg->name, why);
+	if (!alert || (c->flags & CF_C_NOTIFY) || seal_small(c, RLAYER_ALERT, a, sizeof(a)) < 0) {
+		conn_close(c, "client TLS error");
+		return false;
+	}
+	c->reason = "client TLS error";
+	c->flags |= CF_FLUSH_CLOSE | CF_C_NOTIFY;
+	conn_post_send(c, true);
+	if (!(c->inflight & (1u << OP_CSEND)))
+		conn_close(c, c->reason);
+	return false;
+}
+
+static bool on_alert(struct conn *c, const uint8_t *p, uint32_t n)
+{
+	char why[128];
+
+	if (n != 2)
+		return fail(c, "malformed alert", 50 /* decode_error */);
+	if (p[1] == SSL_AD_CLOSE_NOTIFY) {
+		c->flags |= CF_C_DONE;
+		return true;
+	}
+	/* TLS 1.2 warnings go by (but not a stream of them); TLS 1.3 has only user_canceled. */
+	if (rlayer_version(c->rl) == TLS1_3_VERSION ? p[1] == SSL_AD_USER_CANCELLED
+						    : p[0] == ALERT_WARNING &&
+							      p[1] != SSL_AD_NO_RENEGOTIATION) {
+		if (++c->rl_warnings < MAX_WARNINGS)
+			return true;
+		return fail(c, "too many warning alerts", 10 /* unexpected_message */);
+	}
+	snprintf(why, sizeof(why), "alert %s (level %u, code %u)", SSL_alert_desc_string_long(p[1]),
+		 p[0], p[1]);
+	log_info("conn peer=%s listener=%s: TLS error from client: %s", c->peer_text,
+		 c->l->cfg->name, why);
+	conn_close(c, "client TLS error");
+	return false;
+}
+
+static bool on_handshake(struct conn *c, const uint8_t *p, uint32_t n)
+{
+	if (rlayer_version(c->rl) != TLS1_3_VERSION) {
+		log_info("conn peer=%s listener=%s: client attempted renegotiation: refused",
+			 c->peer_text, c->l->cfg->name);
+		c->rl_pending |= RL_OWE_NO_RENEG;
+		return true;
+	}
+	/* A KeyUpdate alone in its record (it must end the record: RFC 8446 §5.1). */
+	if (n != 5 || p[0] != HS_KEY_UPDATE || p[1] || p[2] || p[3] != 1 || p[4] > 1)
+		return fail(c, "unexpected handshake message after the handshake",
+			    10 /* unexpected_message */);
+	if (rlayer_key_update(c->rl, false) < 0)
+		return fail(c, "KeyUpdate: key derivation failed", 80 /* internal_error */);
+	if (p[4])
+		c->rl_pending |= RL_OWE_KEY_UPDATE;
+	log_debug("conn peer=%s listener=%s: client KeyUpdate%s", c->peer_text, c->l->cfg->name,
+		  p[4] ? " (update requested)" : "");
+	return true;
+}
+
+bool conn_rl_decrypt(struct conn *c)
+{
+	struct buf *in = &c->cin, *o = &c->bout;
+	struct rlayer_rec rec;
+	int n;
+
+	while (!(c->flags & CF_C_DONE)) {
+		if (buf_ready(o) < 0) {
+			conn_close(c, "out of memory");
+			return false;
+		}
+		if (buf_space(o) < RLAYER_MAX_OPEN)
+			buf_compact(o);
+		n = rlayer_open(c->rl, in->data + in->head, buf_len(in), o->data + o->tail,
+				buf_space(o), &rec);
+		if (n == -ENOSPC)
+			return true; /* bout drains first */
+		if (n == 0) {
+			/* A FIN ends the client's direction as close_notify would
+			 * (SSL_OP_IGNORE_UNEXPECTED_EOF, as with OpenSSL before). */
+			if (c->flags & CF_CIN_EOF)
+				c->flags |= CF_C_DONE;
+			return true;
+		}
+		if (n < 0)
+			return fail(c, n == -EBADMSG	 ? "bad record mac"
+				       : n == -EMSGSIZE ? "record overflow"
+				       : n == -EPROTO	 ? "unexpected record"
+							 : "record layer failure",
+				    rlayer_alert(n));
+		buf_consume(in, (uint32_t)n);
+		switch (rec.type) {
+		case RLAYER_DATA:
+			o->tail += rec.len;
+			c->bytes_c2b += rec.len;
+			c->rl_warnings = 0;
+			break;
+		case RLAYER_ALERT:
+			if (!on_alert(c, o->data + o->tail, rec.len))
+				return false;
+			break;
+		case RLAYER_HANDSHAKE:
+			if (!on_handshake(c, o->data + o->tail, rec.len))
+				return false;
+			break;
+		default:
+			return fail(c, "unexpected record", 10 /* unexpected_message */);
+		}
+	}
+	return true;
+}
+
+/* The records owed to the client, in the order RFC 8446 §4.6.3 needs: our KeyUpdate before any
+ * more data, sealed under the old keys. Returns false if the connection is closing; *blocked when
+ * cout has no room yet. */
+static bool send_owed(struct conn *c, bool *blocked)
+{
+	static const uint8_t key_update[5] = { HS_KEY_UPDATE, 0, 0, 1, 0 }; /* not requested */
+	static const uint8_t no_reneg[2] = { ALERT_WARNING, SSL_AD_NO_RENEGOTIATION };
+	int r = 0;
+
+	*blocked = false;
+	if (c->rl_pending & RL_OWE_KEY_UPDATE) {
+		r = seal_small(c, RLAYER_HANDSHAKE, key_update, sizeof(key_update));
+		if (r == 0 && rlayer_key_update(c->rl, true) < 0)
+			return fail(c, "KeyUpdate: key derivation failed", 0);
+		if (r == 0)
+			c->rl_pending &= (uint8_t)~RL_OWE_KEY_UPDATE;
+	}
+	if (r == 0 && (c->rl_pending & RL_OWE_NO_RENEG)) {
+		r = seal_small(c, RLAYER_ALERT, no_reneg, sizeof(no_reneg));
+		if (r == 0)
+			c->rl_pending &= (uint8_t)~RL_OWE_NO_RENEG;
+	}
+	if (r == -ENOSPC) {
+		*blocked = true;
+		return true;
+	}
+	return r == 0 ? true : fail(c, "cannot seal a record", 0);
+}
+
+bool conn_rl_encrypt(struct conn *c, unsigned peer_done)
+{
+	static const uint8_t close_notify[2] = { ALERT_WARNING, SSL_AD_CLOSE_NOTIFY };
+	struct buf *in = &c->bin, *o = &c->cout;
+	bool blocked;
+	uint32_t n;
+	int r;
+
+	if (c->flags & CF_C_NOTIFY)
+		return true;
+	if (c->rl_pending) {
+		if (!send_owed(c, &blocked))
+			return false;
+		if (blocked)
+			return true;
+	}
+	while (buf_len(in)) {
+		if (buf_ready(o) < 0) {
+			conn_close(c, "out of memory");
+			return false;
+		}
+		n = MIN(buf_len(in), RLAYER_MAX_PLAIN);
+		if (buf_space(o) < n + RLAYER_OVERHEAD)
+			buf_compact(o);
+		r = rlayer_seal(c->rl, RLAYER_DATA, in->data + in->head, n, o->data + o->tail,
+				buf_space(o));
+		if (r == -ENOSPC)
+			return true; /* cout drains first */
+		if (r < 0)
+			return fail(c, "cannot seal a record", 0);
+		o->tail += (uint32_t)r;
+		buf_consume(in, n);
+		c->bytes_b2c += n;
+	}
+	if (!(c->flags & peer_done))
+		return true;
+	r = seal_small(c, RLAYER_ALERT, close_notify, sizeof(close_notify));
+	if (r == 0)
+		c->flags |= CF_C_NOTIFY;
+	return r == 0 || r == -ENOSPC ? true : fail(c, "cannot seal a record", 0);
+}

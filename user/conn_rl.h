@@ -1,0 +1,28 @@
+/* conn_rl — the client side of the userspace tier on ktlsd's record layer (rlayer.h), once the
+ * handshake's SSL is freed: the two pipeline stages SSL_read and SSL_write were (cin → bout,
+ * bin → cout), and the post-handshake messages OpenSSL used to answer:
+ *
+ *   close_notify   the client's ends its direction (as does a FIN); ours follows the backend's FIN
+ *   alerts         a fatal alert from the client ends the connection with a log line; TLS 1.2
+ *                  warnings are ignored, as OpenSSL does, up to five in a row
+ *   KeyUpdate      TLS 1.3: followed, and answered with our own when the client asks for it
+ *   renegotiation  TLS 1.2: any handshake record is refused with a no_renegotiation warning, as
+ *                  OpenSSL with SSL_OP_NO_RENEGOTIATION does
+ *   bad records    a record that fails authentication or is malformed gets the fatal alert RFC
+ *                  8446 §6.2 names, then the connection closes
+ *
+ * Both return false once the connection is closing. */
+#ifndef KTLSD_CONN_RL_H
+#define KTLSD_CONN_RL_H
+
+#include <stdbool.h>
+
+struct conn;
+
+/* Opens the client's records from cin into bout while bout has room. */
+bool conn_rl_decrypt(struct conn *c);
+/* Seals bin into records in cout while cout has room, then close_notify once the backend's
+ * direction is finished (peer_done: CF_BIN_EOF, or CF_B_DONE with backend TLS). */
+bool conn_rl_encrypt(struct conn *c, unsigned peer_done);
+
+#endif

@@ -442,7 +442,7 @@ def main():
                             os.path.join(FIX, "ca.pem"), "NORMAL"],
                            capture_output=True, timeout=60)
         assert r.returncode == 0, r.stdout + r.stderr
-        # kTLS: ktlsd reads the alert record itself; userspace: OpenSSL reports it
+        # kTLS: ktlsd reads the alert record itself; userspace: ktlsd's record layer reports it
         text = "client sent alert 80" if KTLS else "alert internal error"
         deadline = time.monotonic() + 10
         while text not in the_log():
@@ -452,7 +452,7 @@ def main():
 
     @check("a TLS 1.3 KeyUpdate from the client: %s" % (
         "closes cleanly with a log line (the kernel cannot follow it before 6.14)" if KTLS
-        else "OpenSSL follows it and the connection goes on"))
+        else "ktlsd's record layer follows it and the connection goes on"))
     def _():
         # s_client takes "K" as a command only when it arrives alone in a read, and not with
         # -ign_eof; stdin stays open until the response had time to arrive

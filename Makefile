@@ -164,11 +164,12 @@ vmtest: all
 FUZZ_SECONDS ?= 60
 FUZZ_CI_SECONDS ?= 20
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_TARGETS := config proxyproto sni ctl
+FUZZ_TARGETS := config proxyproto sni ctl rlayer
 fuzz_config_SRC := user/config.c user/hostname.c
 fuzz_proxyproto_SRC := user/proxyproto.c
 fuzz_sni_SRC := user/sni.c user/hostname.c
 fuzz_ctl_SRC := $(USER_SRC)
+fuzz_rlayer_SRC := user/rlayer.c user/ktls_keys.c
 
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard user/*.[chS]) | $(BPF_SKEL)
 	$(call msg,FUZZ,$@)

@@ -248,9 +248,10 @@ int rlayer_open(struct rlayer *rl, const uint8_t *in, size_t len, uint8_t *out, 
 		return 0;
 	type = in[0];
 	body = (size_t)in[3] << 8 | in[4];
-	/* After the handshake every TLS 1.3 record is application_data outside (RFC 8446 §5.1);
-	 * TLS 1.2 has no ChangeCipherSpec after it. */
-	ENSURE(in[1] == 3, EPROTO);
+	/* After the handshake every TLS 1.3 record is application_data outside (RFC 8446 §5.1)
+	 * with legacy_record_version 0x0303, as every TLS 1.2 record is; TLS 1.2 has no
+	 * ChangeCipherSpec after it. */
+	ENSURE(in[1] == 3 && in[2] == 3, EPROTO);
 	ENSURE(v13 ? type == RLAYER_DATA
 		   : (type == RLAYER_ALERT || type == RLAYER_HANDSHAKE || type == RLAYER_DATA),
 	       EPROTO);

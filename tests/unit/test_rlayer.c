@@ -318,6 +318,9 @@ static void test_bad_records(void **state)
 	memcpy(rec, (const uint8_t[]){ v13 ? 21 : 20, 3, 3, 0, 2, 1, 0 }, 7);
 	assert_int_equal(rlayer_open(s.rl, rec, 7, pt, sizeof(pt), &r), -EPROTO);
 	assert_int_equal(rlayer_alert(-EPROTO), 10);
+	/* a record version other than 0x0303 */
+	memcpy(rec, (const uint8_t[]){ 23, 3, 1, 0, 20 }, 5);
+	assert_int_equal(rlayer_open(s.rl, rec, 5, pt, sizeof(pt), &r), -EPROTO);
 	/* one byte over the limit, said from the header alone */
 	len = v13 ? 16384 + 256 + 1 : 16384 + 2048 + 1;
 	memcpy(rec, (const uint8_t[]){ 23, 3, 3, (uint8_t)(len >> 8), (uint8_t)len }, 5);

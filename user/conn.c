@@ -122,6 +122,9 @@ static void conn_free(struct conn *c)
 {
 	if (c->dp && c->dp->release)
 		c->dp->release(c);
+	/* The totals have the connection's last bytes before its sockets close: whoever sees the
+	 * sockets gone (ss, a test, a scraper) sees complete counts. */
+	stats_conn_freed(c);
 	if (c->cfd >= 0)
 		close(c->cfd);
 	if (c->bfd >= 0)
@@ -137,7 +140,6 @@ static void conn_free(struct conn *c)
 	buf_release(&c->bout);
 	atomic_fetch_sub(&c->l->conns, 1);
 	admit_release(&c->limits);
-	stats_conn_freed(c);
 	worker_conn_removed(c->w, c);
 	state_put(c->st);
 	free(c);

@@ -516,6 +516,15 @@ static void pump_handshake(struct conn *c)
 	if (r == 1) {
 		admit_handshake_done(&c->limits);
 		c->hs_ms = c->w->now_ms - c->start_ms;
+		if (c->ssl && handshake_client_done(c)) {
+			/* Nothing to forward: answer the close_notify and close, no backend. */
+			c->tier_note = "client closed before sending data: backend not connected";
+			log_handshake(c, "ok");
+			SSL_shutdown(c->ssl);
+			c->reason = NULL;
+			c->flags |= CF_FLUSH_CLOSE;
+			return;
+		}
 		start_connect(c);
 		return;
 	}

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 
@@ -8,6 +9,7 @@
 #include "handshake.h"
 #include "log.h"
 #include "state.h"
+#include "worker.h"
 
 /* Renegotiation is never allowed (SSL_OP_NO_RENEGOTIATION, set by the policy): OpenSSL answers a
  * client's attempt with a no_renegotiation alert; say so in the log. */
@@ -69,4 +71,48 @@ int handshake_step(struct conn *c, const char **why)
 		*why = handshake_error(c->ssl, r);
 		return -EPROTO;
 	}
+}
+
+/* What the client sent since its Finished, when no recv is in flight: read at once, without
+ * waiting, so a close_notify sent right behind the Finished is seen before the backend connect.
+ * The ring would deliver the same bytes one turn later, after the connect was issued. */
+static void read_ready(struct conn *c)
+{
+	struct buf *b = &c->cin;
+	ssize_t n;
+
+	if ((c->inflight & (1u << OP_CRECV)) || (c->flags & CF_CIN_EOF) || buf_ready(b) < 0)
+		return;
+	if (buf_space(b) < b->cap / 4)
+		buf_compact(b);
+	if (buf_space(b) == 0)
+		return;
+	n = recv(c->cfd, b->data + b->tail, buf_space(b), MSG_DONTWAIT);
+	if (n > 0) {
+		b->tail += (uint32_t)n;
+		c->active_ms = c->w->now_ms;
+	} else if (n == 0) {
+		c->flags |= CF_CIN_EOF;
+	}
+}
+
+bool handshake_client_done(struct conn *c)
+{
+	unsigned char byte;
+	int r;
+
+	/* A kernel handoff candidate took the handshake one record at a time: whatever follows the
+	 * Finished stays in the socket, for the kernel to decrypt. */
+	if (c->ktls_candidate)
+		return false;
+	read_ready(c);
+	if (buf_len(&c->cin) == 0)
+		return (c->flags & CF_CIN_EOF) != 0; /* a FIN with nothing before it */
+	r = SSL_peek(c->ssl, &byte, 1);
+	if (r > 0)
+		return false;
+	if (SSL_get_error(c->ssl, r) == SSL_ERROR_ZERO_RETURN)
+		return true;
+	ERR_clear_error(); /* a partial record (or a bad one, which the datapath reports) */
+	return false;
 }

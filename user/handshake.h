@@ -4,6 +4,8 @@
 #ifndef KTLSD_HANDSHAKE_H
 #define KTLSD_HANDSHAKE_H
 
+#include <stdbool.h>
+
 #include <openssl/ssl.h>
 
 #include "conn.h"
@@ -11,6 +13,13 @@
 int handshake_start(struct conn *c, SSL_CTX *ctx) __attribute__((warn_unused_result));
 /* Advances the handshake: 1 = finished, 0 = needs I/O, negative = failed (why says why). */
 int handshake_step(struct conn *c, const char **why);
+/* After the handshake: true when the client has already ended its sending side — a close_notify
+ * or a FIN with no application data before it. Such a connection has nothing to forward, so the
+ * backend is not connected (a TLS health check or port probe: handshake, then close). Reads what
+ * the socket holds without waiting (not for kernel handoff candidates, whose bytes after the
+ * Finished are the kernel's); application data stays buffered in cin and the SSL for the
+ * datapath. */
+bool handshake_client_done(struct conn *c);
 /* Describes a failed SSL call (OpenSSL's reason, or the alert we got) into a static buffer. */
 const char *handshake_error(SSL *ssl, int ret);
 

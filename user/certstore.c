@@ -433,12 +433,25 @@ int certstore_apply(SSL *ssl, const struct certstore_cert *c)
 {
 	if (!ssl || !c)
 		return -EINVAL;
+	/* Already the SSL's (from its SSL_CTX): setting it again would redo the key and security
+	 * checks of SSL_use_cert_and_key on every handshake. */
+	if (SSL_get_certificate(ssl) == c->leaf && SSL_get_privatekey(ssl) == c->key)
+		return 0;
 	/* Only this certificate: with a second key type left over from the SSL_CTX, TLS 1.2 could
 	 * pick ciphers for that one instead. */
 	SSL_certs_clear(ssl);
 	/* The chain stack is never NULL, so OpenSSL sends exactly the file's certificates and
 	 * builds no chain of its own from the context's store. */
 	if (SSL_use_cert_and_key(ssl, c->leaf, c->key, c->chain, 1) != 1)
+		return -EINVAL;
+	return 0;
+}
+
+int certstore_apply_ctx(SSL_CTX *ctx, const struct certstore_cert *c)
+{
+	if (!ctx || !c)
+		return -EINVAL;
+	if (SSL_CTX_use_cert_and_key(ctx, c->leaf, c->key, c->chain, 1) != 1)
 		return -EINVAL;
 	return 0;
 }

@@ -124,8 +124,14 @@ int certstore_select_ex(struct certstore_cert *const *certs, size_t n,
 
 /* Makes c the only certificate of ssl: clears what the SSL_CTX gave it and installs leaf, key and
  * chain (OpenSSL takes its own references). Returns 0 or -EINVAL (OpenSSL's error queue says why,
- * e.g. the security level refuses the key). */
+ * e.g. the security level refuses the key). An SSL whose SSL_CTX holds exactly c (see
+ * certstore_apply_ctx) has it already: nothing is done. */
 int certstore_apply(SSL *ssl, const struct certstore_cert *c) __attribute__((warn_unused_result));
+/* Makes c the only certificate of a fresh ctx, so that every SSL made from it starts with c and
+ * certstore_apply has nothing to do per connection (a listener with one certificate). The
+ * ClientHello callback still runs and still refuses clients that cannot use c. 0 or -EINVAL. */
+int certstore_apply_ctx(SSL_CTX *ctx, const struct certstore_cert *c)
+	__attribute__((warn_unused_result));
 
 /* The body of a ClientHello callback: hello, select, apply. Returns SSL_CLIENT_HELLO_SUCCESS with
  * the chosen index in *chosen, or SSL_CLIENT_HELLO_ERROR with *al = SSL_AD_HANDSHAKE_FAILURE when

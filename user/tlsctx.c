@@ -9,6 +9,7 @@
 
 #include "certstore.h"
 #include "datapath.h"
+#include "errmsg.h"
 #include "ktls.h"
 #include "log.h"
 #include "mtls.h"
@@ -109,6 +110,13 @@ static int load_certs(SSL_CTX *ctx, const struct config *cfg, size_t li, struct 
 		if (certstore_cert_is_expired(cert, time(NULL)))
 			log_warn("certificate %s (%s) expired; served anyway (expiry is not "
 				 "enforced): replace it", c->name, c->cert);
+	}
+	/* One certificate: the context holds it, so the ClientHello callback, which still checks
+	 * that the client can use it, need not install it in every connection's SSL. */
+	if (ret == 0 && set->n == 1 && certstore_apply_ctx(ctx, set->certs[0]) < 0) {
+		config_errors_add(errs, "%s: listeners[%zu].certificates[0]: %s", cfg->path, li,
+				  errmsg_ossl_reason(why, sizeof(why)));
+		ret = -EINVAL;
 	}
 	/* The set belongs to the context from here, whatever happened above. */
 	SSL_CTX_set_ex_data(ctx, certs_index, set);

@@ -96,6 +96,23 @@ static void read_ready(struct conn *c)
 	}
 }
 
+/* Whether the client's next record can be an alert: only such a record is opened here. Any other
+ * is left whole in cin, so that ktlsd's record layer can take the connection over from OpenSSL
+ * (handoff_rlayer wants OpenSSL to hold none of the client's plaintext). TLS 1.2 sends alerts
+ * under their own content type; TLS 1.3 hides them in application_data records, of which an
+ * unpadded alert is the 19-byte one: 2 bytes of alert, the inner type, a 16-byte tag. */
+static bool alert_first(const struct conn *c)
+{
+	const uint8_t *h = c->cin.data + c->cin.head;
+
+	if (buf_len(&c->cin) < 5)
+		return false;
+	if (h[0] == SSL3_RT_ALERT)
+		return true;
+	return h[0] == SSL3_RT_APPLICATION_DATA && SSL_version(c->ssl) == TLS1_3_VERSION &&
+	       ((unsigned)h[3] << 8 | h[4]) == 2 + 1 + 16;
+}
+
 bool handshake_client_done(struct conn *c)
 {
 	unsigned char byte;
@@ -108,6 +125,8 @@ bool handshake_client_done(struct conn *c)
 	read_ready(c);
 	if (buf_len(&c->cin) == 0)
 		return (c->flags & CF_CIN_EOF) != 0; /* a FIN with nothing before it */
+	if (!alert_first(c))
+		return false;
 	r = SSL_peek(c->ssl, &byte, 1);
 	if (r > 0)
 		return false;

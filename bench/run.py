@@ -513,6 +513,9 @@ def report(terms, samples, errors, versions, tier, started, elapsed):
         f"{SECS} s after 1 s of warm-up; {HS_CONNS} handshakes in flight; latency with "
         f"{LAT_CONNS} connections at {LAT_RATE} requests/s in all, measured from the scheduled "
         "send time",
+        "- the handshake client (connect, handshake, close_notify, close) sends no data: HAProxy "
+        "and ktlsd then do not connect the backend (ktlsd's ended-before-forwarding count above), "
+        "nginx and stunnel do (bench/results/profile.md)",
         *([f"- idle connections: {IDLE_N}, not 10,000: the descriptor limit here ({_NOFILE}) "
            "allows no more with two per connection in the terminator"]
           if IDLE_N < 10000 and not QUICK else []),
@@ -611,7 +614,8 @@ def main():
         versions = {t.name: t.version() for t in terms}
         samples, errors = run_all(terms)
         tiers = terms[0].tiers()
-        # "none": connections that ended before forwarding (handshakes cut at a run's end).
+        # "none": connections that ended before forwarding: the handshake runs' clients, which
+        # close before sending data (no backend connect), and handshakes cut at a run's end.
         early = tiers.pop("none", 0)
         tier = ", ".join(f"{k} ({v} connections)" for k, v in tiers.items()) or "unknown"
         if early:

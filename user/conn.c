@@ -423,6 +423,9 @@ static void choose_tier(struct conn *c)
 		if (handoff_rlayer(c)) {
 			log_handshake(c, "ok");
 			handoff_free_ssl(c);
+			log_debug("conn peer=%s listener=%s: records by ktlsd's record layer from "
+				  "here (SSL freed)",
+				  c->peer_text, c->l->cfg->name);
 		} else {
 			log_handshake(c, "ok");
 		}

@@ -93,27 +93,52 @@ void handoff_release(struct conn *c)
 	buf_release(&c->bout);
 }
 
-bool handoff_rlayer(struct conn *c)
+/* A record layer continuing the client's session as of now, or NULL. OpenSSL must hold nothing
+ * of the client's: no unread plaintext (SSL_pending) and no part of a record (ssl_rx counts what
+ * it read through its BIO; it reads one record at a time). What is left in cin then starts at a
+ * record boundary. */
+static struct rlayer *session_rlayer(struct conn *c)
 {
 	uint8_t tx_secret[KTLS_SECRET_MAX], rx_secret[KTLS_SECRET_MAX];
+	struct rlayer *rl = NULL;
 	struct ktls_keys keys;
 	struct ktls_seq seq;
 	int len = 0;
 
 	if (!c->ssl || !rlayer_supported(ktls_cipher_of(c->ssl), (uint16_t)SSL_version(c->ssl)))
-		return false;
-	/* OpenSSL must hold nothing of the client's: no unread plaintext, no part of a record.
-	 * What is left in cin then starts at a record boundary, and is rlayer's. */
-	if (!record_aligned(&c->ssl_rx) || SSL_has_pending(c->ssl) || session_keys(c, &keys, &seq))
-		return false;
+		return NULL;
+	if (!record_aligned(&c->ssl_rx) || SSL_pending(c->ssl) || session_keys(c, &keys, &seq))
+		return NULL;
 	if (keys.version == TLS1_3_VERSION)
 		len = ktls_traffic_secrets(c->ssl, tx_secret, rx_secret);
 	if (len >= 0)
-		c->rl = rlayer_new(&keys, &seq, tx_secret, rx_secret, (size_t)len);
+		rl = rlayer_new(&keys, &seq, tx_secret, rx_secret, (size_t)len);
 	ktls_keys_wipe(&keys);
 	OPENSSL_cleanse(tx_secret, sizeof(tx_secret));
 	OPENSSL_cleanse(rx_secret, sizeof(rx_secret));
+	return rl;
+}
+
+bool handoff_rlayer(struct conn *c)
+{
+	c->rl = session_rlayer(c);
 	return c->rl != NULL;
+}
+
+int handoff_peek_close_notify(struct conn *c)
+{
+	static __thread uint8_t pt[RLAYER_MAX_OPEN];
+	struct rlayer *rl = session_rlayer(c);
+	struct rlayer_rec rec;
+	int n;
+
+	if (!rl)
+		return -EOPNOTSUPP;
+	n = rlayer_open(rl, c->cin.data + c->cin.head, buf_len(&c->cin), pt, sizeof(pt), &rec);
+	rlayer_free(rl);
+	n = n > 0 && rec.type == RLAYER_ALERT && rec.len == 2 && pt[1] == SSL_AD_CLOSE_NOTIFY;
+	OPENSSL_cleanse(pt, sizeof(pt));
+	return n;
 }
 
 void handoff_free_ssl(struct conn *c)

@@ -25,6 +25,11 @@ void handoff_release(struct conn *c);
  * unread plaintext and no part of a record. True when c->rl took over; the caller then logs the
  * handshake line (which reads the SSL) and calls handoff_free_ssl. False leaves c as it was. */
 bool handoff_rlayer(struct conn *c);
+/* Whether the client's first record after the handshake (at the start of cin) is a close_notify,
+ * opened with a throwaway copy of the session's keys: nothing is consumed, and OpenSSL is left
+ * holding none of the client's plaintext, so handoff_rlayer still works afterwards. 1 or 0;
+ * -EOPNOTSUPP when rlayer cannot carry the session. */
+int handoff_peek_close_notify(struct conn *c);
 /* Frees the client's SSL once nothing needs it any more. */
 void handoff_free_ssl(struct conn *c);
 

@@ -6,6 +6,7 @@
 
 #include "conn_bio.h"
 #include "err.h"
+#include "handoff.h"
 #include "handshake.h"
 #include "log.h"
 #include "state.h"
@@ -126,6 +127,13 @@ bool handshake_client_done(struct conn *c)
 	if (buf_len(&c->cin) == 0)
 		return (c->flags & CF_CIN_EOF) != 0; /* a FIN with nothing before it */
 	if (!alert_first(c))
+		return false;
+	/* Opened with ktlsd's record layer when it carries the session: a 19-byte TLS 1.3 record
+	 * may as well be two bytes of data, which SSL_peek would leave inside OpenSSL. */
+	if ((r = handoff_peek_close_notify(c)) >= 0)
+		return r == 1;
+	/* Otherwise OpenSSL may look, but only at a record that cannot hold data. */
+	if (c->cin.data[c->cin.head] != SSL3_RT_ALERT)
 		return false;
 	r = SSL_peek(c->ssl, &byte, 1);
 	if (r > 0)

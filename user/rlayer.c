@@ -168,13 +168,40 @@ static void tls12_aad(uint8_t aad[13], uint64_t seq, uint8_t type, size_t len)
 	aad[12] = (uint8_t)len;
 }
 
+/* Starts one record's AEAD on ctx (enc: sealing): the nonce (TLS 1.2 GCM: salt || explicit, the
+ * 8 bytes after the header; the others: iv XOR seq) and the additional data (TLS 1.3: the header
+ * hdr; TLS 1.2: seq, type, version, plaintext length len). */
+static int record_begin(const struct rlayer *rl, const struct rl_dir *d, EVP_CIPHER_CTX *ctx,
+			int enc, const uint8_t *hdr, const uint8_t *explicit, uint8_t type, size_t len)
+{
+	uint8_t nonce[KTLS_IV_LEN], aad[13];
+	int outl, ret = 0;
+
+	if (tls12_gcm(rl)) {
+		memcpy(nonce, d->k.iv, 4);
+		memcpy(nonce + 4, explicit, EXPLICIT_LEN);
+	} else {
+		xor_nonce(d, nonce);
+	}
+	GUARD_OSSL(EVP_CipherInit_ex2(ctx, NULL, NULL, nonce, enc, NULL));
+	if (rl->version == TLS1_3_VERSION) {
+		GUARD_OSSL(EVP_CipherUpdate(ctx, NULL, &outl, hdr, RLAYER_HEADER));
+	} else {
+		tls12_aad(aad, d->seq, type, len);
+		GUARD_OSSL(EVP_CipherUpdate(ctx, NULL, &outl, aad, sizeof(aad)));
+	}
+cleanup:
+	OPENSSL_cleanse(nonce, sizeof(nonce));
+	return ret;
+}
+
 int rlayer_seal(struct rlayer *rl, uint8_t type, const uint8_t *in, size_t n, uint8_t *out,
 		size_t room)
 {
 	struct rl_dir *d = &rl->tx;
 	bool v13 = rl->version == TLS1_3_VERSION, gcm12 = tls12_gcm(rl);
 	size_t body = n + (v13 ? 1 : 0) + TAG_LEN + (gcm12 ? EXPLICIT_LEN : 0);
-	uint8_t nonce[KTLS_IV_LEN], aad[13], *p = out + RLAYER_HEADER;
+	uint8_t *p = out + RLAYER_HEADER;
 	EVP_CIPHER_CTX *ctx;
 	int outl, ret = 0;
 
@@ -188,21 +215,11 @@ int rlayer_seal(struct rlayer *rl, uint8_t type, const uint8_t *in, size_t n, ui
 	out[2] = 3;
 	out[3] = (uint8_t)(body >> 8);
 	out[4] = (uint8_t)body;
-	if (gcm12) {
-		memcpy(nonce, d->k.iv, 4);
-		be64(nonce + 4, rl->nonce_set ? rl->tx_nonce : d->seq);
-		memcpy(p, nonce + 4, EXPLICIT_LEN);
+	if (gcm12)
+		be64(p, rl->nonce_set ? rl->tx_nonce : d->seq);
+	GUARD(record_begin(rl, d, ctx, 1, out, p, type, n));
+	if (gcm12)
 		p += EXPLICIT_LEN;
-	} else {
-		xor_nonce(d, nonce);
-	}
-	GUARD_OSSL(EVP_EncryptInit_ex2(ctx, NULL, NULL, nonce, NULL));
-	if (v13) {
-		GUARD_OSSL(EVP_EncryptUpdate(ctx, NULL, &outl, out, RLAYER_HEADER));
-	} else {
-		tls12_aad(aad, d->seq, type, n);
-		GUARD_OSSL(EVP_EncryptUpdate(ctx, NULL, &outl, aad, sizeof(aad)));
-	}
 	if (n)
 		GUARD_OSSL(EVP_EncryptUpdate(ctx, p, &outl, in, (int)n));
 	p += n;
@@ -240,7 +257,7 @@ int rlayer_open(struct rlayer *rl, const uint8_t *in, size_t len, uint8_t *out, 
 	struct rl_dir *d = &rl->rx;
 	bool v13 = rl->version == TLS1_3_VERSION, gcm12 = tls12_gcm(rl);
 	size_t body, ct, pre = gcm12 ? EXPLICIT_LEN : 0;
-	uint8_t nonce[KTLS_IV_LEN], aad[13], type;
+	uint8_t type;
 	EVP_CIPHER_CTX *ctx;
 	int outl, ret = 0;
 
@@ -265,19 +282,7 @@ int rlayer_open(struct rlayer *rl, const uint8_t *in, size_t len, uint8_t *out, 
 	ENSURE(d->seq != UINT64_MAX, EOVERFLOW);
 	ctx = dir_ctx(rl, d, false);
 	ENSURE(ctx, ENOMEM);
-	if (gcm12) {
-		memcpy(nonce, d->k.iv, 4);
-		memcpy(nonce + 4, in + RLAYER_HEADER, EXPLICIT_LEN);
-	} else {
-		xor_nonce(d, nonce);
-	}
-	GUARD_OSSL(EVP_DecryptInit_ex2(ctx, NULL, NULL, nonce, NULL));
-	if (v13) {
-		GUARD_OSSL(EVP_DecryptUpdate(ctx, NULL, &outl, in, RLAYER_HEADER));
-	} else {
-		tls12_aad(aad, d->seq, type, ct);
-		GUARD_OSSL(EVP_DecryptUpdate(ctx, NULL, &outl, aad, sizeof(aad)));
-	}
+	GUARD(record_begin(rl, d, ctx, 0, in, in + RLAYER_HEADER, type, ct));
 	if (ct)
 		GUARD_OSSL(EVP_DecryptUpdate(ctx, out, &outl, in + RLAYER_HEADER + pre, (int)ct));
 	GUARD_OSSL(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_LEN,
@@ -292,7 +297,6 @@ int rlayer_open(struct rlayer *rl, const uint8_t *in, size_t len, uint8_t *out, 
 	}
 	ret = (int)(RLAYER_HEADER + body);
 cleanup:
-	OPENSSL_cleanse(nonce, sizeof(nonce));
 	return ret;
 }
 

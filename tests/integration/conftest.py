@@ -232,6 +232,17 @@ class Daemon:
         return self.proc.returncode
 
 
+def recv_all(s, timeout=5):
+    """Everything s receives until the peer's FIN."""
+    s.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def tls_config(backend_servers, port=None, **listener):
     """A one-listener tls config on 127.0.0.1 with the EC test certificate."""
     l = {"name": "web", "bind": "127.0.0.1:%d" % (port or free_port()),

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import TcpBackend, client_context, free_port, https_get, tls_config, wait_port
+from conftest import (TcpBackend, client_context, free_port, https_get, recv_all, tls_config,
+                      wait_port)
 
 
 def still_serves(d):
@@ -27,16 +28,6 @@ def client_hello_bytes():
     with pytest.raises(ssl.SSLWantReadError):
         obj.do_handshake()
     return out.read()
-
-
-def recv_all(s, timeout=5):
-    s.settimeout(timeout)
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
 
 
 def test_garbage_instead_of_client_hello_is_closed(daemon):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import TcpBackend, client_context, tls_config
+from conftest import TcpBackend, client_context, recv_all, tls_config
 
 
 def kernel_tls():
@@ -68,12 +68,7 @@ def handshake_then(port, after):
                 inc.write(data)
         after(obj)
         s.sendall(out.read())  # Finished + what after() wrote, one segment
-        back = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return back
-            back += chunk
+        return recv_all(s, 10)
 
 
 def close_notify(obj):

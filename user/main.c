@@ -198,6 +198,8 @@ int main(int argc, char **argv)
 	/* Everything that needs root is done; no thread runs yet (capabilities are per thread). */
 	if (privdrop_resolve(cfg, &id, &errs) < 0 || privdrop_apply(&id) < 0)
 		goto cleanup;
+	if (log_start() < 0)
+		log_warn("log: no writer thread: workers write their own lines");
 	for (; started < n; started++)
 		if (worker_start(&workers[started]) < 0)
 			goto cleanup;
@@ -232,5 +234,6 @@ cleanup:
 	bpfmap_unload();
 	stats_exit();
 	admit_exit();
+	log_stop(2000);
 	return ret;
 }

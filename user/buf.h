@@ -7,6 +7,7 @@
 #ifndef KTLSD_BUF_H
 #define KTLSD_BUF_H
 
+#include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,9 +56,11 @@ static inline void buf_consume(struct buf *b, uint32_t n)
 		b->head = b->tail = 0;
 }
 
-/* Frees the block of an empty, unpinned buffer (idle connections keep no buffers). */
+/* Frees the block of a buffer no kernel operation holds (a pinned block is still being read or
+ * written by the kernel: freeing it is a use-after-free, so it is a bug in the caller). */
 static inline void buf_release(struct buf *b)
 {
+	assert(!b->pins);
 	free(b->data);
 	b->data = NULL;
 	b->head = b->tail = 0;

@@ -58,6 +58,7 @@ enum conn_flag {
 	CF_PARKED = 1 << 10,	  /* idle: buffers released, sockets watched by polls (conn.c) */
 	CF_CPOLL = 1 << 11,	  /* OP_CRECV is a poll for readability, not a recv */
 	CF_BPOLL = 1 << 12,	  /* OP_BRECV likewise */
+	CF_HANDOFF_CANCEL = 1 << 13, /* handoff_try cancelled the client recv in flight */
 };
 
 struct dp_ops;

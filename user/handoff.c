@@ -8,6 +8,7 @@
 #include "log.h"
 #include "rlayer.h"
 #include "state.h"
+#include "worker.h"
 
 static enum handoff_result stay(struct conn *c, const char *why)
 {
@@ -43,6 +44,17 @@ enum handoff_result handoff_try(struct conn *c)
 
 	if (!c->ktls_candidate || !c->ssl)
 		return stay(c, NULL);
+	/* A recv still in flight (pump_handshake posts one while its last flight waits for room in
+	 * cout) would have the kernel write the first decrypted bytes into cin after it is freed:
+	 * cancel it and come back when it has completed. A recv that took bytes first leaves them in
+	 * cin, and the check below keeps the connection in userspace. */
+	if (c->inflight & (1u << OP_CRECV)) {
+		if (!(c->flags & CF_HANDOFF_CANCEL)) {
+			c->flags |= CF_HANDOFF_CANCEL;
+			ring_cancel(&c->w->ring, ring_ud(c, OP_CRECV));
+		}
+		return HANDOFF_WAIT;
+	}
 	if (!ktls_cipher_supported(c->ssl))
 		return stay(c, "cipher not offloadable to kTLS");
 	if (!datapath_ktls_cipher_ok(ktls_cipher_of(c->ssl)))

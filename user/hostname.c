@@ -93,3 +93,42 @@ const char *hostname_check_pattern(const char *sni)
 		return "a wildcard needs at least two labels after \"*.\"";
 	return NULL;
 }
+
+static bool plain_byte(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       ch == '-' || ch == '.' || ch == '_';
+}
+
+bool hostname_plain(const char *host, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!plain_byte((unsigned char)host[i]))
+			return false;
+	return len > 0;
+}
+
+char *hostname_text(const char *host, size_t len, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)host[i];
+
+		if (plain_byte(ch)) {
+			if (o + 1 >= outlen)
+				break;
+			out[o++] = (char)ch;
+			continue;
+		}
+		if (o + 4 >= outlen)
+			break;
+		out[o++] = '\\';
+		out[o++] = 'x';
+		out[o++] = hex[ch >> 4];
+		out[o++] = hex[ch & 15];
+	}
+	out[o] = '\0';
+	return out;
+}

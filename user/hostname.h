@@ -4,6 +4,7 @@
 #ifndef KTLSD_HOSTNAME_H
 #define KTLSD_HOSTNAME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Copies host[0..len) into out (size outlen) lowercased (ASCII), without one trailing dot.
@@ -22,5 +23,13 @@ int hostname_match(const char *name, const char *host);
  * 1 to 63 characters, at most 253 in all, one trailing dot allowed), or "*." followed by such a
  * name of at least two labels. Returns NULL, or why it is refused. */
 const char *hostname_check_pattern(const char *name);
+
+/* A name as a client sent it (an SNI: any byte but NUL reaches us through OpenSSL) is safe to
+ * print and to hand on only when it holds nothing but letters, digits, '-', '.' and '_'. */
+bool hostname_plain(const char *host, size_t len);
+/* The text to log or show for a received name: plain bytes as they are, any other as \xHH, cut
+ * to fit out (outlen >= 1, always terminated). Returns out. 4 × 255 + 1 bytes hold any SNI. */
+#define HOSTNAME_TEXT_MAX (4 * 255 + 1)
+char *hostname_text(const char *host, size_t len, char *out, size_t outlen);
 
 #endif

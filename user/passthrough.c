@@ -1,7 +1,9 @@
 /* passthrough.c — see passthrough.h. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "conn.h"
+#include "hostname.h"
 #include "log.h"
 #include "passthrough.h"
 #include "route.h"
@@ -31,8 +33,12 @@ int passthrough_step(struct conn *c, const char **why)
 	}
 	backend = route_select(l, h.has_sni ? h.name : NULL, &how);
 	c->route = (uint8_t)(how + 1);
-	if (h.has_sni)
-		c->sni = strdup(h.name); /* NULL when out of memory: logged as no SNI */
+	if (h.has_sni) {
+		char text[HOSTNAME_TEXT_MAX];
+
+		/* Printable, but quotes or '=' could still mislead a log parser: shown escaped */
+		c->sni = strdup(hostname_text(h.name, strlen(h.name), text, sizeof(text)));
+	}
 	if (backend < 0) {
 		*why = "no route for this SNI and no default backend";
 		return -1;

@@ -18,6 +18,7 @@ struct source {
 	uint64_t last_ms; /* last admission attempt */
 	uint64_t tokens;  /* thousandths of a connection */
 	uint32_t handshakes;
+	uint32_t conns; /* open connections, counted when per_source.max_connections is on */
 	bool used, v6;
 };
 
@@ -104,8 +105,8 @@ static pthread_mutex_t *lock_of(size_t set)
 	return &lim.lock[set % STRIPES];
 }
 
-/* The entry for key in set (lock held): found, or a free or least recently seen entry without
- * a handshake in progress taken over. NULL when every entry of the set holds handshakes. */
+/* The entry for key in set (lock held): found, or a free or least recently seen entry holding no
+ * handshake and no connection taken over. NULL when every entry of the set holds some. */
 static struct source *source_get(size_t set, uint64_t key, bool v6, const struct config *cfg,
 				 uint64_t now_ms)
 {
@@ -119,7 +120,7 @@ static struct source *source_get(size_t set, uint64_t key, bool v6, const struct
 			victim = &s[i];
 			break;
 		}
-		if (!s[i].handshakes && (!victim || s[i].last_ms < victim->last_ms))
+		if (!s[i].handshakes && !s[i].conns && (!victim || s[i].last_ms < victim->last_ms))
 			victim = &s[i];
 	}
 	if (!victim)
@@ -159,8 +160,9 @@ static bool global_take(atomic_uint *n, uint32_t max)
 enum stats_limit admit_connection(const struct config *cfg, const struct sockaddr_storage *peer,
 			      bool handshake, uint64_t now_ms, struct admit_hold *h)
 {
-	const bool per_src = cfg->limits.per_source.rate ||
-			     (handshake && cfg->limits.per_source.max_handshakes);
+	const uint32_t max_hs = handshake ? cfg->limits.per_source.max_handshakes : 0;
+	const uint32_t max_conns = cfg->limits.per_source.max_connections;
+	const bool per_src = cfg->limits.per_source.rate || max_hs || max_conns;
 	enum stats_limit why = STATS_LIMIT_N;
 	struct source *s = NULL;
 	pthread_mutex_t *lk = NULL;
@@ -179,8 +181,9 @@ enum stats_limit admit_connection(const struct config *cfg, const struct sockadd
 	if (took && !take_token(s, cfg, now_ms)) {
 		why = STATS_LIMIT_SOURCE_RATE;
 		took = false;
-	} else if (s && handshake && cfg->limits.per_source.max_handshakes &&
-		 s->handshakes >= cfg->limits.per_source.max_handshakes)
+	} else if (s && max_conns && s->conns >= max_conns)
+		why = STATS_LIMIT_SOURCE_CONNECTIONS;
+	else if (s && max_hs && s->handshakes >= max_hs)
 		why = STATS_LIMIT_SOURCE_HANDSHAKES;
 	else if (!global_take(&lim.conns, cfg->limits.max_connections))
 		why = STATS_LIMIT_TOTAL_CONNECTIONS;
@@ -195,10 +198,13 @@ enum stats_limit admit_connection(const struct config *cfg, const struct sockadd
 	if (why == STATS_LIMIT_N) {
 		h->conn = true;
 		h->hs = handshake;
-		if (s && handshake) {
-			s->handshakes++;
+		if (s && (handshake || max_conns)) {
 			h->src = (uint32_t)(s - lim.src) + 1;
 			h->src_key = key;
+			h->src_hs = handshake;
+			h->src_conn = max_conns != 0;
+			s->handshakes += handshake;
+			s->conns += h->src_conn;
 		}
 	}
 	if (lk)
@@ -206,26 +212,41 @@ enum stats_limit admit_connection(const struct config *cfg, const struct sockadd
 	return why;
 }
 
+/* Gives back what h holds of its source entry: a handshake, a connection, or both. */
+static void source_put(struct admit_hold *h, bool hs, bool conn)
+{
+	struct source *s = &lim.src[h->src - 1];
+	pthread_mutex_t *lk = lock_of((h->src - 1) / WAYS);
+
+	pthread_mutex_lock(lk);
+	if (s->used && s->key == h->src_key) {
+		if (hs && s->handshakes)
+			s->handshakes--;
+		if (conn && s->conns)
+			s->conns--;
+	}
+	pthread_mutex_unlock(lk);
+}
+
 void admit_handshake_done(struct admit_hold *h)
 {
 	if (h->hs)
 		atomic_fetch_sub_explicit(&lim.handshakes, 1, memory_order_relaxed);
 	h->hs = false;
-	if (h->src) {
-		struct source *s = &lim.src[h->src - 1];
-		pthread_mutex_t *lk = lock_of((h->src - 1) / WAYS);
-
-		pthread_mutex_lock(lk);
-		if (s->used && s->key == h->src_key && s->handshakes)
-			s->handshakes--;
-		pthread_mutex_unlock(lk);
+	if (h->src && h->src_hs)
+		source_put(h, true, false);
+	h->src_hs = false;
+	if (!h->src_conn)
 		h->src = 0;
-	}
 }
 
 void admit_release(struct admit_hold *h)
 {
 	admit_handshake_done(h);
+	if (h->src && h->src_conn)
+		source_put(h, false, true);
+	h->src = 0;
+	h->src_conn = false;
 	if (h->conn)
 		atomic_fetch_sub_explicit(&lim.conns, 1, memory_order_relaxed);
 	h->conn = false;
@@ -254,6 +275,7 @@ static const char *const refusal_text[STATS_LIMIT_N] = {
 	[STATS_LIMIT_HANDSHAKES] = "limits.max_handshakes in progress reached",
 	[STATS_LIMIT_SOURCE_RATE] = "a source passed limits.per_source.rate",
 	[STATS_LIMIT_SOURCE_HANDSHAKES] = "a source reached limits.per_source.max_handshakes",
+	[STATS_LIMIT_SOURCE_CONNECTIONS] = "a source reached limits.per_source.max_connections",
 };
 
 void admit_log_refusal(const char *listener, enum stats_limit l, uint64_t now_ms)

@@ -1,7 +1,7 @@
 /* admit — what keeps one client, or many, from taking the daemon down: connections over all
  * listeners (limits.max_connections), TLS handshakes in progress (limits.max_handshakes), and per
  * source address (an IPv4 /32 or an IPv6 /64) a token bucket of new connections and a cap on its
- * handshakes in progress. listeners[].max_connections is checked by stats_conn_reserve.
+ * handshakes in progress and its open connections. listeners[].max_connections is checked by stats_conn_reserve.
  *
  * Sources live in a fixed table (limits.per_source.table_size entries in sets of 4, keyed by a
  * hash with a secret chosen at startup), so no number of addresses can grow memory: a new source
@@ -24,8 +24,10 @@
 
 /* What one connection holds; zero-initialised means nothing. */
 struct admit_hold {
-	uint32_t src;	  /* source entry + 1 whose handshake count this holds, 0 = none */
+	uint32_t src;	  /* source entry + 1 this holds a count of, 0 = none */
 	uint64_t src_key; /* its key then: the entry is never reused while held, checked anyway */
+	bool src_hs;	  /* one of the source's handshakes in progress */
+	bool src_conn;	  /* one of the source's connections (per_source.max_connections) */
 	bool conn;	  /* one of limits.max_connections */
 	bool hs;	  /* one of limits.max_handshakes */
 };

@@ -521,8 +521,11 @@ static const struct field session_tickets_fields[] = {
 
 #define TO_OFF(m) offsetof(__typeof__(((struct cfg_listener *)0)->timeouts), m)
 static const struct field timeout_fields[] = {
+	{ "client_hello_ms", F_U32, TO_OFF(client_hello_ms), false, 1, 3600000, 5000, NULL, NULL,
+	  NULL, NULL },
 	{ "handshake_ms", F_U32, TO_OFF(handshake_ms), false, 1, 3600000, 10000, NULL, NULL, NULL,
 	  NULL },
+	{ "close_ms", F_U32, TO_OFF(close_ms), false, 1, 600000, 5000, NULL, NULL, NULL, NULL },
 	{ "idle_ms", F_U32, TO_OFF(idle_ms), false, 1, 86400000, 300000, NULL, NULL, NULL, NULL },
 	{ "connect_ms", F_U32, TO_OFF(connect_ms), false, 1, 600000, 3000, NULL, NULL, NULL, NULL },
 	END,
@@ -656,7 +659,9 @@ static const struct field bpf_fields[] = {
 static const struct field per_source_fields[] = {
 	{ "rate", F_U32, SRC(rate), false, 0, 1000000, 0, NULL, NULL, NULL, NULL },
 	{ "burst", F_U32, SRC(burst), false, 1, 1000000, 100, NULL, NULL, NULL, NULL },
-	{ "max_handshakes", F_U32, SRC(max_handshakes), false, 0, 10000000, 1000, NULL, NULL,
+	{ "max_handshakes", F_U32, SRC(max_handshakes), false, 0, 10000000, 32, NULL, NULL,
+	  NULL, NULL },
+	{ "max_connections", F_U32, SRC(max_connections), false, 0, 100000000, 10000, NULL, NULL,
 	  NULL, NULL },
 	{ "table_size", F_U32, SRC(table_size), false, 64, 16777216, 65536, NULL, NULL, NULL,
 	  NULL },

@@ -110,7 +110,9 @@ struct cfg_listener {
 		uint32_t lifetime_s;
 	} session_tickets;
 	struct {
+		uint32_t client_hello_ms; /* accept to the whole ClientHello */
 		uint32_t handshake_ms;
+		uint32_t close_ms; /* to deliver the last records (an alert, close_notify) */
 		uint32_t idle_ms;
 		uint32_t connect_ms;
 	} timeouts;
@@ -154,6 +156,7 @@ struct config {
 			uint32_t rate;		 /* new connections per second; 0 = off */
 			uint32_t burst;
 			uint32_t max_handshakes; /* in progress at once; 0 = off */
+			uint32_t max_connections; /* open at once; 0 = off */
 			uint32_t table_size;	 /* sources tracked (restart to change) */
 		} per_source;
 	} limits;

@@ -19,6 +19,7 @@
 #include "datapath.h"
 #include "handoff.h"
 #include "handshake.h"
+#include "hostname.h"
 #include "log.h"
 #include "mtls.h"
 #include "passthrough.h"
@@ -77,7 +78,7 @@ static void log_handshake(struct conn *c, const char *result)
 	const char *sni = NULL, *proto = "-", *cipher = "-", *cert = "-";
 	const unsigned char *alpn = NULL;
 	unsigned alpn_len = 0;
-	char client[256] = "-", btls[128] = "";
+	char client[256] = "-", btls[128] = "", sni_text[HOSTNAME_TEXT_MAX];
 	const char *resumed = "-";
 
 	if (c->flags & CF_LOGGED)
@@ -107,6 +108,8 @@ static void log_handshake(struct conn *c, const char *result)
 	if (c->ssl && l->client_auth.mode != CFG_CAUTH_NONE &&
 	    mtls_peer_subject(c->ssl, client, sizeof(client)) < 0)
 		snprintf(client, sizeof(client), "- (%s)", mtls_verify_reason(c->ssl));
+	if (sni) /* any byte but NUL, as the client sent it */
+		sni = hostname_text(sni, strlen(sni), sni_text, sizeof(sni_text));
 	log_info("conn peer=%s listener=%s sni=%s cert=%s proto=%s cipher=%s alpn=%.*s client=\"%s\" "
 		 "tier=%s%s%s%s backend=%s%s hs_ms=%llu resumed=%s result=%s",
 		 c->peer_text, l->name, sni ? sni : "-", cert, proto, cipher,
@@ -365,6 +368,9 @@ static int queue_proxy_header(struct conn *c)
 			info.alpn = alpn_buf;
 		}
 		info.sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+		/* No authority TLV rather than bytes a backend may misread. */
+		if (info.sni && !hostname_plain(info.sni, strlen(info.sni)))
+			info.sni = NULL;
 		info.version = SSL_get_version(c->ssl);
 		info.cipher = SSL_get_cipher_name(c->ssl);
 		if (mtls_peer_cn(c->ssl, cn, sizeof(cn)) == 0) {
@@ -373,7 +379,7 @@ static int queue_proxy_header(struct conn *c)
 		}
 	}
 	if (c->l->cfg->protocol == CFG_PROTO_PASSTHROUGH)
-		info.sni = c->sni; /* the authority TLV; no TLS details: nothing is terminated */
+		info.sni = c->sni && hostname_plain(c->sni, strlen(c->sni)) ? c->sni : NULL;
 	n = proxyproto_encode(c->l->cfg->proxy_protocol == CFG_PROXY_V1 ? 1 : 2, &info, hdr);
 	if (n < 0)
 		return n;
@@ -511,14 +517,39 @@ static void start_connect(struct conn *c)
 
 /* ---- the state machine ---- */
 
+/* ACKs the client's last handshake flight now. When the handshake ends with the client's
+ * Finished (TLS 1.3 without tickets, a resumed TLS 1.2 handshake), ktlsd has nothing to send
+ * back, so the ACK would wait for the delayed-ACK timer (~40 ms), and a client with Nagle on holds
+ * its first request until then. TCP_QUICKACK sends a scheduled ACK at once (tcp(7);
+ * docs/datapath.md, "The first request"). */
+static void ack_now(struct conn *c)
+{
+	int one = 1;
+
+	setsockopt(c->cfd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+}
+
+/* Whether OpenSSL has read the whole ClientHello: it is past the states of reading one. */
+static bool hello_read(SSL *ssl)
+{
+	OSSL_HANDSHAKE_STATE s = SSL_get_state(ssl);
+
+	return s != TLS_ST_BEFORE && s != TLS_ST_SR_CLNT_HELLO;
+}
+
 static void pump_handshake(struct conn *c)
 {
 	const char *why = NULL;
 	int r = c->ssl ? handshake_step(c, &why) : passthrough_step(c, &why);
 
+	if (c->ssl && hello_read(c->ssl))
+		c->flags |= CF_HELLO;
+
 	if (r == 1) {
 		admit_handshake_done(&c->limits);
 		c->hs_ms = c->w->now_ms - c->start_ms;
+		if (c->ssl)
+			ack_now(c);
 		if (c->ssl && handshake_client_done(c)) {
 			/* Nothing to forward: answer the close_notify and close, no backend. */
 			c->tier_note = "client closed before sending data: backend not connected";
@@ -668,11 +699,24 @@ void conn_complete(struct conn *c, unsigned op, int res)
 	settle(c);
 }
 
+/* Every phase has a deadline (docs/security.md): a connection sending its last records (an alert,
+ * a close_notify) has close_ms to get them out, whatever the client's window; one that has not
+ * sent its whole ClientHello has client_hello_ms from accept (passthrough: its whole handshake
+ * phase), one in its handshake handshake_ms; connecting has the connect timeout of each server
+ * and, with backend TLS, connect_ms for that handshake; forwarding has idle_ms. */
 void conn_check_timeout(struct conn *c, uint64_t now_ms)
 {
 	const struct cfg_listener *l = c->l->cfg;
+	const uint64_t hello_ms = MIN(l->timeouts.client_hello_ms, l->timeouts.handshake_ms);
 
-	if (c->phase == CONN_HANDSHAKE && now_ms - c->start_ms >= l->timeouts.handshake_ms)
+	if ((c->flags & CF_FLUSH_CLOSE) && !c->flush_ms)
+		c->flush_ms = now_ms;
+	if ((c->flags & CF_FLUSH_CLOSE) && now_ms - c->flush_ms >= l->timeouts.close_ms)
+		conn_close(c, "close timeout: the client took none of the last records");
+	else if (c->phase == CONN_HANDSHAKE && !(c->flags & CF_HELLO) &&
+		 now_ms - c->start_ms >= hello_ms)
+		conn_close(c, "client hello timeout");
+	else if (c->phase == CONN_HANDSHAKE && now_ms - c->start_ms >= l->timeouts.handshake_ms)
 		conn_close(c, "handshake timeout");
 	else if (c->phase == CONN_FORWARDING && c->dp && c->dp->tick)
 		c->dp->tick(c);

@@ -59,6 +59,7 @@ enum conn_flag {
 	CF_CPOLL = 1 << 11,	  /* OP_CRECV is a poll for readability, not a recv */
 	CF_BPOLL = 1 << 12,	  /* OP_BRECV likewise */
 	CF_HANDOFF_CANCEL = 1 << 13, /* handoff_try cancelled the client recv in flight */
+	CF_HELLO = 1 << 14,	     /* the client's whole ClientHello has been read */
 };
 
 struct dp_ops;
@@ -101,6 +102,7 @@ struct conn {
 	const char *tier_note; /* why a connection stayed in userspace, for the log */
 	struct __kernel_timespec connect_ts;
 	uint64_t start_ms, active_ms, hs_ms;
+	uint64_t flush_ms; /* when the worker's tick first saw CF_FLUSH_CLOSE; 0 = not yet */
 	uint64_t bytes_c2b, bytes_b2c; /* payload bytes each way */
 	struct sockaddr_storage peer;
 	char peer_text[64];

@@ -22,7 +22,7 @@ static const char *const tier_names[STATS_TIER_N] = {
 static const char *const hs_names[STATS_HS_N] = { "ok", "failed", "timeout", "aborted" };
 static const char *const limit_names[STATS_LIMIT_N] = {
 	"max_connections", "open_files",	 "memory", "total_connections",
-	"handshakes",	   "source_rate", "source_handshakes",
+	"handshakes",	   "source_rate", "source_handshakes", "source_connections",
 };
 
 const char *stats_tier_name(enum stats_tier t)

@@ -41,6 +41,7 @@ enum stats_limit {
 	STATS_LIMIT_HANDSHAKES,	       /* limits.max_handshakes in progress */
 	STATS_LIMIT_SOURCE_RATE,       /* limits.per_source.rate */
 	STATS_LIMIT_SOURCE_HANDSHAKES, /* limits.per_source.max_handshakes */
+	STATS_LIMIT_SOURCE_CONNECTIONS, /* limits.per_source.max_connections */
 	STATS_LIMIT_N,
 };
 
@@ -127,7 +128,7 @@ enum stats_tier stats_tier_by_name(const char *name);
 const char *stats_hs_name(enum stats_hs r);	  /* "ok", "failed", "timeout", "aborted" */
 const char *stats_btls_name(enum stats_btls b);	  /* "verify", "handshake", "timeout" */
 /* "max_connections", "open_files", "memory", "total_connections", "handshakes", "source_rate",
- * "source_handshakes" */
+ * "source_handshakes", "source_connections" */
 const char *stats_limit_name(enum stats_limit l);
 
 /* Glue for connections (stats_conn.c): called by conn.c and the worker, on the worker's thread. */

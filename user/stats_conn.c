@@ -6,6 +6,7 @@
 
 #include "conn.h"
 #include "conn_bpf.h"
+#include "hostname.h"
 #include "state.h"
 #include "stats.h"
 
@@ -26,7 +27,7 @@ static enum stats_hs classify(const struct conn *c, const char *result)
 {
 	if (strcmp(result, "ok") == 0 || (c->ssl && SSL_is_init_finished(c->ssl)))
 		return STATS_HS_OK;
-	if (strcmp(result, "handshake timeout") == 0)
+	if (strcmp(result, "handshake timeout") == 0 || strcmp(result, "client hello timeout") == 0)
 		return STATS_HS_TIMEOUT;
 	if (strncmp(result, "error:", 6) == 0 || strncmp(result, "SSL error", 9) == 0)
 		return STATS_HS_FAILED;
@@ -49,8 +50,12 @@ void stats_conn_logged(struct conn *c, const char *result)
 		atomic_fetch_add_explicit(&sl->backend_failures, 1, memory_order_relaxed);
 	if (c->ssl) {
 		sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
-		if (sni && !c->sni)
-			c->sni = strdup(sni); /* NULL when out of memory: shown as no SNI */
+		if (sni && !c->sni) {
+			char text[HOSTNAME_TEXT_MAX];
+
+			/* NULL when out of memory: shown as no SNI */
+			c->sni = strdup(hostname_text(sni, strlen(sni), text, sizeof(text)));
+		}
 		if (SSL_is_init_finished(c->ssl)) {
 			c->version = SSL_get_version(c->ssl);
 			c->cipher = SSL_get_cipher_name(c->ssl);

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import (TcpBackend, client_context, free_port, https_get, recv_all, tls_config,
                       wait_port)
+from ctl_client import ctl
 
 
 def still_serves(d):
@@ -201,3 +202,38 @@ def test_slow_reader_does_not_grow_memory(daemon):
         while got < (8 << 20):  # and the stream resumes when the client reads again
             got += len(s.recv(1 << 20))
     still_serves(daemon)
+
+
+def test_hostile_sni_is_escaped_everywhere(daemon_factory):
+    """A ServerName may hold any byte but NUL: spaces, quotes, a newline that would forge a log
+    line, terminal escapes. The log line and `ktlsctl connections` show it \\xHH-escaped, and the
+    PROXY v2 header carries no authority TLV rather than bytes a backend might misread
+    (docs/security.md)."""
+    from test_proxy_protocol import parse  # the PROXY header parser
+
+    headers, release = [], threading.Event()
+
+    def handle(c):
+        with c:
+            headers.append(parse(c))
+            c.recv(5)
+            c.sendall(b"ok")
+            release.wait(10)
+
+    b = TcpBackend(handle)
+    d = daemon_factory(tls_config([b.addr], proxy_protocol="v2"))
+    sni = 'evil host\n"x"\x1b[31m.example'
+    escaped = r"evil\x20host\x0a\x22x\x22\x1b\x5b31m.example"
+    ctx = client_context()
+    ctx.check_hostname = False  # the name is the attack; the chain is still verified
+    with socket.create_connection(("127.0.0.1", d.ports[0]), timeout=10) as raw:
+        s = ctx.wrap_socket(raw, server_hostname=sni)
+        s.sendall(b"hello")
+        assert s.recv(2) == b"ok"
+        conns = ctl(d.ctl_path, {"cmd": "connections"})["connections"]
+        release.set()
+    assert [c["sni"] for c in conns] == [escaped]
+    assert "0x2" not in headers[0]["tlvs"]  # no authority TLV
+    d.wait_log("sni=" + escaped)
+    log = d.log()
+    assert "\"x\"" not in log and "\x1b" not in log and "evil host" not in log

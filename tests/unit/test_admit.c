@@ -4,7 +4,10 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -165,6 +168,118 @@ static void test_table_is_bounded(void **state)
 	admit_release(&h);
 }
 
+static void test_connections_per_source(void **state)
+{
+	struct sockaddr_storage a = v4("192.0.2.1"), b = v4("192.0.2.2");
+	struct admit_hold h[4], other;
+
+	cfg.limits.per_source.max_connections = 3;
+	cfg.limits.per_source.max_handshakes = 10;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(admit_connection(&cfg, &a, i == 0, 0, &h[i]), STATS_LIMIT_N);
+	assert_int_equal(admit_connection(&cfg, &a, false, 0, &h[3]),
+			 STATS_LIMIT_SOURCE_CONNECTIONS);
+	assert_int_equal(admit_connection(&cfg, &b, true, 0, &other), STATS_LIMIT_N);
+	/* A finished handshake frees its handshake slot, not its connection. */
+	admit_handshake_done(&h[0]);
+	assert_int_equal(admit_handshakes(), 1);
+	assert_int_equal(admit_connection(&cfg, &a, false, 0, &h[3]),
+			 STATS_LIMIT_SOURCE_CONNECTIONS);
+	admit_release(&h[0]);
+	assert_int_equal(admit_connection(&cfg, &a, false, 0, &h[3]), STATS_LIMIT_N);
+	for (int i = 1; i < 4; i++)
+		admit_release(&h[i]);
+	admit_release(&other);
+	assert_int_equal(admit_connections(), 0);
+	assert_int_equal(admit_handshakes(), 0);
+	/* Nothing held any more: all three slots are there again. */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(admit_connection(&cfg, &a, false, 0, &h[i]), STATS_LIMIT_N);
+	for (int i = 0; i < 3; i++)
+		admit_release(&h[i]);
+}
+
+/* An entry holding connections is never taken over by another source (its count would be lost):
+ * with every entry of the table holding one, a new source goes untracked. */
+static void test_an_entry_with_connections_is_kept(void **state)
+{
+	struct admit_hold h[256], extra;
+	char addr[32];
+	unsigned held = 0;
+
+	cfg.limits.per_source.max_connections = 1;
+	for (unsigned i = 0; i < 256; i++) {
+		struct sockaddr_storage a;
+
+		snprintf(addr, sizeof(addr), "198.51.%u.%u", i / 250, i % 250 + 1);
+		a = v4(addr);
+		assert_int_equal(admit_connection(&cfg, &a, false, 0, &h[i]), STATS_LIMIT_N);
+		held++;
+	}
+	/* Each source tracked holds its one connection: a second from any of them is refused. */
+	for (unsigned i = 0; i < held; i++) {
+		struct sockaddr_storage a;
+
+		if (!h[i].src)
+			continue; /* went untracked: its set was full */
+		snprintf(addr, sizeof(addr), "198.51.%u.%u", i / 250, i % 250 + 1);
+		a = v4(addr);
+		assert_int_equal(admit_connection(&cfg, &a, false, 0, &extra),
+				 STATS_LIMIT_SOURCE_CONNECTIONS);
+	}
+	assert_true(admit_sources_tracked() <= 64);
+	for (unsigned i = 0; i < held; i++)
+		admit_release(&h[i]);
+}
+
+/* With the shipped defaults, a handful of sources holding every handshake they may cannot take
+ * the global handshake cap from everyone else: it takes over a hundred. */
+static void test_defaults_keep_the_global_cap_from_a_few_sources(void **state)
+{
+	char dir[] = "/tmp/ktlsd-test-admit-XXXXXX", path[64];
+	struct cfg_errors errs = { 0 };
+	struct config *def = NULL;
+	struct admit_hold *h;
+	unsigned sources = 0, n = 0;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/k.json", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("{\"listeners\": [{\"bind\": \"127.0.0.1:8443\", \"certificates\": [\"c\"], "
+	      "\"backend\": \"app\"}], \"certificates\": {\"c\": {\"cert\": \"c.pem\", "
+	      "\"key\": \"c.key\"}}, \"backends\": {\"app\": {\"servers\": [\"127.0.0.1:1\"]}}}",
+	      f);
+	fclose(f);
+	assert_int_equal(config_load(path, &def, &errs), 0);
+	unlink(path);
+	rmdir(dir);
+	admit_exit();
+	assert_int_equal(admit_init(def), 0);
+	h = calloc(def->limits.max_handshakes, sizeof(*h));
+	assert_non_null(h);
+	/* Source after source takes every handshake slot it is given, until the global cap. */
+	while (n < def->limits.max_handshakes && sources < 100000) {
+		char addr[32];
+		struct sockaddr_storage a;
+
+		snprintf(addr, sizeof(addr), "10.%u.%u.%u", sources >> 16 & 255, sources >> 8 & 255,
+			 sources & 255);
+		a = v4(addr);
+		sources++;
+		while (n < def->limits.max_handshakes &&
+		       admit_connection(def, &a, true, 0, &h[n]) == STATS_LIMIT_N)
+			n++;
+	}
+	assert_true(sources > 100);
+	while (n)
+		admit_release(&h[--n]);
+	free(h);
+	config_put(def);
+	config_errors_free(&errs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -174,6 +289,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_handshakes_per_source_and_global, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_total_connections, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connections_per_source, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_an_entry_with_connections_is_kept, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_defaults_keep_the_global_cap_from_a_few_sources,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_is_bounded, setup, teardown),
 	};
 

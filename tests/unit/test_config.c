@@ -92,6 +92,8 @@ static void test_minimal_config_gets_documented_defaults(void **state)
 	assert_int_equal(l->timeouts.handshake_ms, 10000);
 	assert_int_equal(l->timeouts.idle_ms, 300000);
 	assert_int_equal(l->timeouts.connect_ms, 3000);
+	assert_int_equal(l->timeouts.client_hello_ms, 5000);
+	assert_int_equal(l->timeouts.close_ms, 5000);
 	assert_int_equal(l->max_connections, 100000);
 	assert_int_equal(l->max_certificates, 15);
 	assert_int_equal(l->client_auth.mode, CFG_CAUTH_NONE);
@@ -103,7 +105,8 @@ static void test_minimal_config_gets_documented_defaults(void **state)
 	assert_int_equal(cfg->limits.max_handshakes, 10000);
 	assert_int_equal(cfg->limits.per_source.rate, 0);
 	assert_int_equal(cfg->limits.per_source.burst, 100);
-	assert_int_equal(cfg->limits.per_source.max_handshakes, 1000);
+	assert_int_equal(cfg->limits.per_source.max_handshakes, 32);
+	assert_int_equal(cfg->limits.per_source.max_connections, 10000);
 	assert_int_equal(cfg->limits.per_source.table_size, 65536);
 	assert_null(cfg->user);
 	assert_null(cfg->group);

@@ -291,6 +291,15 @@ void conn_post_send(struct conn *c, bool client)
 	b->pins++;
 }
 
+void conn_close_after_flush(struct conn *c, const char *reason)
+{
+	c->reason = reason;
+	c->flags |= CF_FLUSH_CLOSE | CF_C_NOTIFY;
+	conn_post_send(c, true);
+	if (!busy(c, OP_CSEND))
+		conn_close(c, reason);
+}
+
 void conn_shutdown_wr(struct conn *c, bool client)
 {
 	uint16_t flag = client ? CF_C_SHUT : CF_B_SHUT;

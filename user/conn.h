@@ -72,9 +72,10 @@ struct conn {
 	const struct dp_ops *dp;
 	SSL *ssl; /* NULL for tcp listeners, and after a kernel or record layer handoff */
 	/* ktlsd's record layer (rlayer.h, conn_rl.h): the client side once the SSL is freed on the
-	 * userspace tier; the records it owes the client, warning alerts in a row. */
+	 * userspace tier; the records it owes the client, warning alerts, empty records and
+	 * KeyUpdates in a row (conn_rl.c caps each), renegotiation attempts seen. */
 	struct rlayer *rl;
-	uint8_t rl_pending, rl_warnings;
+	uint8_t rl_pending, rl_warnings, rl_empty, rl_updates, renegs;
 	int cfd, bfd;
 	uint8_t phase;
 	uint8_t attempt; /* backend server tries so far */
@@ -143,6 +144,9 @@ void conn_complete(struct conn *c, unsigned op, int res);
  * flight, at the end of the completion being handled, so callers may still touch c after this.
  * reason NULL = a clean end. Tiers call this. */
 void conn_close(struct conn *c, const char *reason);
+/* Closes once what cout holds has reached the client (an alert a TLS error queued there), or
+ * when timeouts.close_ms passes first; the client gets nothing more. For tiers. */
+void conn_close_after_flush(struct conn *c, const char *reason);
 /* conn_close, then free at once if nothing is in flight: for callers outside a completion. */
 void conn_abort(struct conn *c, const char *reason);
 /* Called by the worker's timer: closes connections past their handshake or idle deadline. */

@@ -4,6 +4,7 @@
 
 #include "conn.h"
 #include "conn_rl.h"
+#include "handshake.h"
 #include "log.h"
 #include "rlayer.h"
 #include "state.h"
@@ -11,6 +12,8 @@
 #define ALERT_WARNING 1
 #define ALERT_FATAL 2
 #define MAX_WARNINGS 5 /* OpenSSL's MAX_WARN_ALERT_COUNT */
+#define MAX_EMPTY 32	  /* empty records in a row: OpenSSL's MAX_EMPTY_RECORDS */
+#define MAX_KEY_UPDATES 32 /* KeyUpdates with no data between them: BoringSSL's kMaxKeyUpdates */
 #define HS_KEY_UPDATE 24
 
 /* Records owed to the client before any more data (conn->rl_pending). */
@@ -48,11 +51,7 @@ static bool fail(struct conn *c, const char *why, uint8_t alert)
 		conn_close(c, "client TLS error");
 		return false;
 	}
-	c->reason = "client TLS error";
-	c->flags |= CF_FLUSH_CLOSE | CF_C_NOTIFY;
-	conn_post_send(c, true);
-	if (!(c->inflight & (1u << OP_CSEND)))
-		conn_close(c, c->reason);
+	conn_close_after_flush(c, "client TLS error");
 	return false;
 }
 
@@ -60,8 +59,8 @@ static bool on_alert(struct conn *c, const uint8_t *p, uint32_t n)
 {
 	char why[128];
 
-	if (n != 2)
-		return fail(c, "malformed alert", 50 /* decode_error */);
+	if (conn_rl_record_alert(rlayer_version(c->rl), RLAYER_ALERT, p, n))
+		return fail(c, "malformed alert", SSL_AD_UNEXPECTED_MESSAGE);
 	if (p[1] == SSL_AD_CLOSE_NOTIFY) {
 		c->flags |= CF_C_DONE;
 		return true;
@@ -82,18 +81,60 @@ static bool on_alert(struct conn *c, const uint8_t *p, uint32_t n)
 	return false;
 }
 
+/* A TLS 1.3 KeyUpdate (RFC 8446 §4.6.3), alone in its record: it must end the record (§5.1) and
+ * ktlsd takes no other post-handshake message. The alerts are OpenSSL 3.0's: a body that is not one
+ * byte is decode_error when empty and illegal_parameter when longer (its maximum message size),
+ * a request_update other than 0 or 1 illegal_parameter. */
+static uint8_t key_update_alert(const uint8_t *p, uint32_t n)
+{
+	uint32_t len;
+
+	if (n < 4 || p[0] != HS_KEY_UPDATE)
+		return SSL_AD_UNEXPECTED_MESSAGE;
+	len = (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+	if (len == 0)
+		return SSL_AD_DECODE_ERROR;
+	if (len > 1)
+		return SSL_AD_ILLEGAL_PARAMETER;
+	if (n != 5)
+		return SSL_AD_UNEXPECTED_MESSAGE; /* the message spans records, or another follows */
+	return p[4] > 1 ? SSL_AD_ILLEGAL_PARAMETER : 0;
+}
+
+uint8_t conn_rl_record_alert(uint16_t version, uint8_t type, const uint8_t *p, uint32_t n)
+{
+	/* Only application data may be empty (RFC 8446 §5.4, RFC 5246 §6.2.1). An alert is
+	 * exactly two bytes (RFC 8446 §6, RFC 5246 §7.2); OpenSSL 3.0 answers any other length with
+	 * unexpected_message (SSL_R_INVALID_ALERT), not decode_error, and so does ktlsd. */
+	if (n == 0 || (type == RLAYER_ALERT && n != 2))
+		return SSL_AD_UNEXPECTED_MESSAGE;
+	if (type == RLAYER_ALERT)
+		return 0;
+	if (type != RLAYER_HANDSHAKE)
+		return SSL_AD_UNEXPECTED_MESSAGE;
+	/* TLS 1.2: a ClientHello asks to renegotiate (refused with a warning, as OpenSSL does under
+	 * SSL_OP_NO_RENEGOTIATION); any other message is unexpected, a ClientHello's later
+	 * fragments too: a renegotiation is refused on its first record. */
+	if (version != TLS1_3_VERSION)
+		return p[0] == SSL3_MT_CLIENT_HELLO ? 0 : SSL_AD_UNEXPECTED_MESSAGE;
+	return key_update_alert(p, n);
+}
+
 static bool on_handshake(struct conn *c, const uint8_t *p, uint32_t n)
 {
+	uint8_t alert;
+
+	alert = conn_rl_record_alert(rlayer_version(c->rl), RLAYER_HANDSHAKE, p, n);
+	if (alert)
+		return fail(c, "malformed or unexpected handshake message after the handshake",
+			    alert);
 	if (rlayer_version(c->rl) != TLS1_3_VERSION) {
-		log_info("conn peer=%s listener=%s: client attempted renegotiation: refused",
-			 c->peer_text, c->l->cfg->name);
+		handshake_log_renegotiation(c);
 		c->rl_pending |= RL_OWE_NO_RENEG;
 		return true;
 	}
-	/* A KeyUpdate alone in its record (it must end the record: RFC 8446 §5.1). */
-	if (n != 5 || p[0] != HS_KEY_UPDATE || p[1] || p[2] || p[3] != 1 || p[4] > 1)
-		return fail(c, "unexpected handshake message after the handshake",
-			    10 /* unexpected_message */);
+	if (++c->rl_updates > MAX_KEY_UPDATES)
+		return fail(c, "too many KeyUpdates", SSL_AD_UNEXPECTED_MESSAGE);
 	if (rlayer_key_update(c->rl, false) < 0)
 		return fail(c, "KeyUpdate: key derivation failed", 80 /* internal_error */);
 	if (p[4])
@@ -131,14 +172,20 @@ bool conn_rl_decrypt(struct conn *c)
 			return fail(c, n == -EBADMSG	 ? "bad record mac"
 				       : n == -EMSGSIZE ? "record overflow"
 				       : n == -EPROTO	 ? "unexpected record"
+				       : n == -EPROTONOSUPPORT ? "wrong record version"
 							 : "record layer failure",
-				    rlayer_alert(n));
+				    rlayer_alert(c->rl, n));
 		buf_consume(in, (uint32_t)n);
+		/* Records that carry nothing cost a decryption each: OpenSSL's cap on them in a row
+		 * (an empty record of another type is refused by conn_rl_record_alert). */
+		if (!rec.len && ++c->rl_empty > MAX_EMPTY)
+			return fail(c, "too many empty records", SSL_AD_UNEXPECTED_MESSAGE);
 		switch (rec.type) {
 		case RLAYER_DATA:
 			o->tail += rec.len;
 			c->bytes_c2b += rec.len;
-			c->rl_warnings = 0;
+			if (rec.len)
+				c->rl_warnings = c->rl_empty = c->rl_updates = 0;
 			break;
 		case RLAYER_ALERT:
 			if (!on_alert(c, o->data + o->tail, rec.len))
@@ -149,7 +196,7 @@ bool conn_rl_decrypt(struct conn *c)
 				return false;
 			break;
 		default:
-			return fail(c, "unexpected record", 10 /* unexpected_message */);
+			return fail(c, "unexpected record", SSL_AD_UNEXPECTED_MESSAGE);
 		}
 	}
 	return true;

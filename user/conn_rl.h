@@ -6,18 +6,28 @@
  *   alerts         a fatal alert from the client ends the connection with a log line; TLS 1.2
  *                  warnings are ignored, as OpenSSL does, up to five in a row
  *   KeyUpdate      TLS 1.3: followed, and answered with our own when the client asks for it
- *   renegotiation  TLS 1.2: any handshake record is refused with a no_renegotiation warning, as
- *                  OpenSSL with SSL_OP_NO_RENEGOTIATION does
+ *   renegotiation  TLS 1.2: a ClientHello is refused with a no_renegotiation warning, as
+ *                  OpenSSL with SSL_OP_NO_RENEGOTIATION does; any other handshake message is
+ *                  unexpected_message
  *   bad records    a record that fails authentication or is malformed gets the fatal alert RFC
- *                  8446 §6.2 names, then the connection closes
+ *                  8446 §6.2 names (where OpenSSL 3.0 names another, OpenSSL's), then the
+ *                  connection closes; so do more than 32 empty records, or 32 KeyUpdates, in a
+ *                  row (docs/security.md, "Alerts")
  *
  * Both return false once the connection is closing. */
 #ifndef KTLSD_CONN_RL_H
 #define KTLSD_CONN_RL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct conn;
+
+/* The fatal alert (RFC 8446 §6.2) for an alert or handshake record of n bytes p that the client
+ * sent after the handshake under protocol version (TLS1_2_VERSION, TLS1_3_VERSION), or 0 when
+ * the record is well-formed: an alert of two bytes, a TLS 1.3 KeyUpdate alone in its record, a
+ * TLS 1.2 ClientHello (refused, not fatal). */
+uint8_t conn_rl_record_alert(uint16_t version, uint8_t type, const uint8_t *p, uint32_t n);
 
 /* Opens the client's records from cin into bout while bout has room. */
 bool conn_rl_decrypt(struct conn *c);

@@ -58,6 +58,12 @@ static bool tls_failed(struct conn *c, bool backend, bool sending, const struct 
 	else
 		log_info("conn peer=%s listener=%s: TLS error from client: %s", c->peer_text,
 			 c->l->cfg->name, err);
+	if (!backend && !sending && buf_len(&c->cout)) {
+		/* OpenSSL queued its fatal alert (bad_record_mac, unexpected_message, ...) in cout:
+		 * it goes out before the close, as RFC 5246 §7.2.2 wants. */
+		conn_close_after_flush(c, "client TLS error");
+		return false;
+	}
 	conn_close(c, backend ? (sending ? "backend TLS write error" : "backend TLS error")
 			      : (sending ? "TLS write error" : "client TLS error"));
 	return false;

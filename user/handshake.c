@@ -9,18 +9,33 @@
 #include "handoff.h"
 #include "handshake.h"
 #include "log.h"
+#include "ratelog.h"
 #include "state.h"
 #include "worker.h"
+
+void handshake_log_renegotiation(struct conn *c)
+{
+	static struct ratelog all;
+	uint64_t left_out;
+
+	/* The first attempt of each connection, and no more than one line a second in all: a
+	 * client may send a ClientHello in every record. */
+	if (c->renegs < UINT8_MAX)
+		c->renegs++;
+	if (c->renegs != 1 || !ratelog_allow(&all, c->w->now_ms, &left_out))
+		return;
+	log_info("conn peer=%s listener=%s: client attempted renegotiation: refused%s", c->peer_text,
+		 c->l->cfg->name, left_out ? " (and more on other connections, not logged)" : "");
+}
 
 /* Renegotiation is never allowed (SSL_OP_NO_RENEGOTIATION, set by the policy): OpenSSL answers a
  * client's attempt with a no_renegotiation alert; say so in the log. */
 static void info_cb(const SSL *ssl, int where, int ret)
 {
-	const struct conn *c = SSL_get_app_data(ssl);
+	struct conn *c = SSL_get_app_data(ssl);
 
 	if ((where & SSL_CB_WRITE_ALERT) && (ret & 0xff) == SSL_AD_NO_RENEGOTIATION && c)
-		log_info("conn peer=%s listener=%s: client attempted renegotiation: refused",
-			 c->peer_text, c->l->cfg->name);
+		handshake_log_renegotiation(c);
 }
 
 int handshake_start(struct conn *c, SSL_CTX *ctx)

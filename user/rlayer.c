@@ -237,9 +237,12 @@ cleanup:
 	return ret;
 }
 
-/* TLS 1.3: the inner content type is the last non-zero byte; what follows it is padding. */
+/* TLS 1.3: the inner content type is the last non-zero byte; what follows it is padding. The
+ * whole TLSInnerPlaintext, padding included, is at most 2^14 + 1 bytes (RFC 8446 §5.4). */
 static int tls13_inner(const uint8_t *p, size_t n, struct rlayer_rec *rec)
 {
+	if (n > RLAYER_MAX_PLAIN + 1)
+		return -EMSGSIZE;
 	while (n && p[n - 1] == 0)
 		n--;
 	if (n == 0)
@@ -265,13 +268,14 @@ int rlayer_open(struct rlayer *rl, const uint8_t *in, size_t len, uint8_t *out, 
 		return 0;
 	type = in[0];
 	body = (size_t)in[3] << 8 | in[4];
-	/* After the handshake every TLS 1.3 record is application_data outside (RFC 8446 §5.1)
-	 * with legacy_record_version 0x0303, as every TLS 1.2 record is; TLS 1.2 has no
-	 * ChangeCipherSpec after it. */
-	ENSURE(in[1] == 3 && in[2] == 3, EPROTO);
-	ENSURE(v13 ? type == RLAYER_DATA
-		   : (type == RLAYER_ALERT || type == RLAYER_HANDSHAKE || type == RLAYER_DATA),
-	       EPROTO);
+	/* The checks and their order are OpenSSL 3.0's, so a peer gets the alert it would get from
+	 * OpenSSL (docs/security.md, "Alerts"). After the handshake every TLS 1.3 record is
+	 * application_data outside (RFC 8446 §5.1) with legacy_record_version 0x0303, as every TLS
+	 * 1.2 record has version 0x0303. A TLS 1.2 record of a type that cannot come after the
+	 * handshake (ChangeCipherSpec, an unknown one) is authenticated first: unexpected_message
+	 * only for a record the peer really sent. */
+	ENSURE(in[1] == 3 && in[2] == 3, EPROTONOSUPPORT);
+	ENSURE(!v13 || type == RLAYER_DATA, EPROTO);
 	ENSURE(body <= (v13 ? TLS13_MAX_RECORD : TLS12_MAX_RECORD), EMSGSIZE);
 	if (len < RLAYER_HEADER + body)
 		return 0;
@@ -292,6 +296,7 @@ int rlayer_open(struct rlayer *rl, const uint8_t *in, size_t len, uint8_t *out, 
 	if (v13) {
 		GUARD(tls13_inner(out, ct, rec));
 	} else {
+		ENSURE(type == RLAYER_ALERT || type == RLAYER_HANDSHAKE || type == RLAYER_DATA, EPROTO);
 		rec->type = type;
 		rec->len = (uint32_t)ct;
 	}
@@ -314,9 +319,11 @@ cleanup:
 	return ret;
 }
 
-uint8_t rlayer_alert(int err)
+uint8_t rlayer_alert(const struct rlayer *rl, int err)
 {
 	switch (err) {
+	case -EPROTONOSUPPORT: /* OpenSSL 3.0: decode_error in TLS 1.3, protocol_version before */
+		return rl->version == TLS1_3_VERSION ? 50 : 70;
 	case -EBADMSG:
 		return 20; /* bad_record_mac */
 	case -EMSGSIZE:

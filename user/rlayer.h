@@ -74,9 +74,11 @@ int rlayer_seal(struct rlayer *rl, uint8_t type, const uint8_t *in, size_t n, ui
  * 0 while in does not hold the whole record; -ENOSPC when room is less than its ciphertext
  * (nothing consumed: call again with more room, at most RLAYER_MAX_OPEN is ever needed). Errors,
  * each the end of the session (rlayer_alert names the alert to send): -EMSGSIZE a record longer
- * than the protocol allows; -EBADMSG a record that fails authentication; -EPROTO a record type
- * that cannot appear after the handshake, or a TLS 1.3 record with no content type; -ENOMEM,
- * -EOVERFLOW. out may have been written on failure, but holds nothing authenticated. */
+ * than the protocol allows (TLS 1.3: a TLSInnerPlaintext over 2^14 + 1 bytes, padding included);
+ * -EBADMSG a record that fails authentication; -EPROTONOSUPPORT a record version other than
+ * 0x0303; -EPROTO a record type that cannot appear after the handshake, or a TLS 1.3 record with
+ * no content type; -ENOMEM, -EOVERFLOW. out may have been written on failure, but holds nothing
+ * authenticated. */
 int rlayer_open(struct rlayer *rl, const uint8_t *in, size_t len, uint8_t *out, size_t room,
 		struct rlayer_rec *rec) __must_check;
 
@@ -86,6 +88,6 @@ int rlayer_open(struct rlayer *rl, const uint8_t *in, size_t len, uint8_t *out, 
 int rlayer_key_update(struct rlayer *rl, bool tx) __must_check;
 
 /* The TLS alert description (RFC 8446 §6.2) that reports an rlayer_open error to the peer. */
-uint8_t rlayer_alert(int err);
+uint8_t rlayer_alert(const struct rlayer *rl, int err);
 
 #endif

@@ -215,7 +215,7 @@ static void test_tampered(void **state)
 	assert_int_equal(rlayer_open(s.rl, rec, len, pt, sizeof(pt), &r), (int)len);
 	/* a replay does not */
 	assert_int_equal(rlayer_open(s.rl, rec, len, pt, sizeof(pt), &r), -EBADMSG);
-	assert_int_equal(rlayer_alert(-EBADMSG), 20);
+	assert_int_equal(rlayer_alert(s.rl, -EBADMSG), 20);
 	session_free(&s);
 }
 
@@ -314,18 +314,20 @@ static void test_bad_records(void **state)
 	int len;
 
 	session_new(&s, tc);
-	/* TLS 1.3: a plaintext alert; TLS 1.2: ChangeCipherSpec */
+	/* TLS 1.3: a plaintext alert, refused from its header; TLS 1.2: a ChangeCipherSpec that
+	 * does not authenticate is bad_record_mac, as from OpenSSL */
 	memcpy(rec, (const uint8_t[]){ v13 ? 21 : 20, 3, 3, 0, 2, 1, 0 }, 7);
-	assert_int_equal(rlayer_open(s.rl, rec, 7, pt, sizeof(pt), &r), -EPROTO);
-	assert_int_equal(rlayer_alert(-EPROTO), 10);
-	/* a record version other than 0x0303 */
+	assert_int_equal(rlayer_open(s.rl, rec, 7, pt, sizeof(pt), &r), v13 ? -EPROTO : -EBADMSG);
+	assert_int_equal(rlayer_alert(s.rl, -EPROTO), 10);
+	/* a record version other than 0x0303: OpenSSL's decode_error (1.3), protocol_version (1.2) */
 	memcpy(rec, (const uint8_t[]){ 23, 3, 1, 0, 20 }, 5);
-	assert_int_equal(rlayer_open(s.rl, rec, 5, pt, sizeof(pt), &r), -EPROTO);
+	assert_int_equal(rlayer_open(s.rl, rec, 5, pt, sizeof(pt), &r), -EPROTONOSUPPORT);
+	assert_int_equal(rlayer_alert(s.rl, -EPROTONOSUPPORT), v13 ? 50 : 70);
 	/* one byte over the limit, said from the header alone */
 	len = v13 ? 16384 + 256 + 1 : 16384 + 2048 + 1;
 	memcpy(rec, (const uint8_t[]){ 23, 3, 3, (uint8_t)(len >> 8), (uint8_t)len }, 5);
 	assert_int_equal(rlayer_open(s.rl, rec, 5, pt, sizeof(pt), &r), -EMSGSIZE);
-	assert_int_equal(rlayer_alert(-EMSGSIZE), 22);
+	assert_int_equal(rlayer_alert(s.rl, -EMSGSIZE), 22);
 	/* too short to hold a tag */
 	memcpy(rec, (const uint8_t[]){ 23, 3, 3, 0, 4, 1, 2, 3, 4 }, 9);
 	assert_int_equal(rlayer_open(s.rl, rec, 9, pt, sizeof(pt), &r), -EBADMSG);
@@ -358,6 +360,58 @@ static void test_bad_records(void **state)
 		ktls_keys_wipe(&ck);
 		session_free(&s);
 	}
+}
+
+/* Authenticated records of every content type, sealed by a client-side rlayer: what
+ * rlayer_open returns for each (the caller, conn_rl.c, decides what a type means). TLS 1.2 refuses
+ * the types that cannot follow the handshake once they authenticate; TLS 1.3 hands the inner type
+ * up, whatever it is. */
+static void test_record_types(void **state)
+{
+	static const struct {
+		uint8_t type;
+		uint16_t len;
+		int v12, v13; /* 1: opened with this type and length; else the error */
+	} rows[] = {
+		{ RLAYER_DATA, 0, 1, 1 },   { RLAYER_DATA, 16384, 1, 1 }, { RLAYER_ALERT, 2, 1, 1 },
+		{ RLAYER_ALERT, 0, 1, 1 },  { RLAYER_HANDSHAKE, 5, 1, 1 }, { RLAYER_CCS, 1, -EPROTO, 1 },
+		{ 24, 1, -EPROTO, 1 },	    { 255, 3, -EPROTO, 1 },
+	};
+	const struct tls_case *tc = *state;
+	static uint8_t rec[REC_MAX], pt[RLAYER_MAX_OPEN], body[RLAYER_MAX_PLAIN];
+	uint8_t txs[KTLS_SECRET_MAX], rxs[KTLS_SECRET_MAX];
+	struct ktls_keys ck;
+	struct ktls_seq cseq;
+	struct rlayer_rec r;
+	struct rlayer *crl;
+	struct session s;
+	int slen = 0, len, want;
+
+	session_new(&s, tc);
+	assert_int_equal(ktls_derive(s.p.c, &ck), 0);
+	assert_int_equal(ktls_capture_seq(s.p.c, &cseq), 0);
+	if (tc->version == TLS1_3_VERSION) {
+		slen = ktls_traffic_secrets(s.p.c, txs, rxs);
+		assert_true(slen > 0);
+	}
+	crl = rlayer_new(&ck, &cseq, slen ? txs : NULL, slen ? rxs : NULL, (size_t)slen);
+	assert_non_null(crl);
+	memset(body, 0x5a, sizeof(body));
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		want = tc->version == TLS1_3_VERSION ? rows[i].v13 : rows[i].v12;
+		len = rlayer_seal(crl, rows[i].type, body, rows[i].len, rec, sizeof(rec));
+		assert_true(len > 0);
+		if (want != 1) {
+			assert_int_equal(rlayer_open(s.rl, rec, (size_t)len, pt, sizeof(pt), &r), want);
+			break; /* the session is over: the server's sequence number did not move */
+		}
+		r = open_one(&s, rec, (size_t)len, pt);
+		assert_int_equal(r.type, rows[i].type);
+		assert_int_equal(r.len, rows[i].len);
+	}
+	rlayer_free(crl);
+	ktls_keys_wipe(&ck);
+	session_free(&s);
 }
 
 /* TLS 1.2 GCM: after OpenSSL's last record, rlayer's explicit nonces continue from its nonce,
@@ -433,6 +487,7 @@ int main(void)
 		EACH(test_tampered),
 		EACH(test_alerts),
 		EACH(test_bad_records),
+		EACH(test_record_types),
 		cmocka_unit_test_prestate(test_key_update, (void *)&c13_gcm128),
 		cmocka_unit_test_prestate(test_key_update, (void *)&c13_gcm256),
 		cmocka_unit_test_prestate(test_key_update, (void *)&c13_chacha),

@@ -8,7 +8,28 @@ client (bench/tlsload.c) and the backend share CPU 0, so the figures are per ter
 
 Each figure is measured REPS times, the terminators taking turns within each repetition, and the
 median is reported; ratios compare medians from this one invocation. BENCH_QUICK=1 makes a short
-smoke run. Output: bench/results/latest.md and bench/results/*.png (gnuplot).
+smoke run. Output: bench/results/latest.md, bench/results/latest.json and bench/results/*.png
+(gnuplot).
+
+The "newconn" figure is a load balancer's commonest work: a new connection per request. NC_CONNS
+clients in flight each connect, do a full handshake, write one request ('E' + 1 KiB, sinkd's echo)
+right after SSL_connect, read and check the 1 KiB response, send close_notify and close; the
+terminator connects the backend for each. It reports requests/s, the terminator's CPU per request
+(/proc, warm-up included, over all requests) and the median time per request, for each variant
+(TLS version, certificate, client TCP_NODELAY on or off) in NC_VARIANTS. With Nagle on, a client's
+request waits for the ACK of its Finished: a server that sends nothing after the client's Finished
+(TLS 1.3 without session tickets) delays it by its delayed ACK, ~40 ms. Runs are time-bounded, so a
+40 ms-per-request terminator takes no longer. By default the variants are TLS 1.3 ECDSA with and
+without NODELAY, and TLS 1.3 RSA with NODELAY (~1.5 min of a full run); BENCH_NEWCONN=full runs the
+whole matrix TLS 1.2/1.3 × ECDSA/RSA × NODELAY on/off (~4 min; it adds TLS 1.2 listeners,
+ECDHE-ECDSA/RSA-AES128-GCM-SHA256 with X25519, to every terminator).
+
+Environment:
+  BENCH_QUICK=1            short smoke run (one repetition, 1 s timed runs, 500 idle connections)
+  BENCH_ONLY=G[,G...]      only these figure groups: mem, bulk, hs, lat, newconn (default: all);
+                           latest.md then holds only their rows, e.g.
+                           BENCH_QUICK=1 BENCH_ONLY=newconn make B=build/bench bench
+  BENCH_NEWCONN=full       the newconn figure's full matrix (see above)
 """
 import json
 import os
@@ -44,6 +65,37 @@ LAT_CONNS, LAT_RATE = 16, 2000    # 1 KiB request/response: connections, request
 CPU_TERM, CPU_LOAD = "1", "0"
 HZ = os.sysconf("SC_CLK_TCK")
 CIPHER = "TLS_AES_128_GCM_SHA256"
+CIPHERS12 = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"  # TLS 1.2 listeners only
+
+GROUPS = ("mem", "bulk", "hs", "lat", "newconn")
+ONLY = [g for g in os.environ.get("BENCH_ONLY", ",".join(GROUPS)).replace(" ", "").split(",") if g]
+if not ONLY or set(ONLY) - set(GROUPS):
+    sys.exit(f"bench: BENCH_ONLY={os.environ.get('BENCH_ONLY')}: groups are {', '.join(GROUPS)}")
+
+# New connection per request: (TLS version, certificate, client TCP_NODELAY) variants.
+NC_CONNS = 16                     # requests (connections) in flight
+NC_SECS = 1 if QUICK else 2       # counted seconds per run, after NC_WARMUP_MS
+NC_WARMUP_MS = 500
+NC_MATRIX = [(v, k, nd) for v in ("1.3", "1.2") for k in ("ecdsa", "rsa") for nd in (True, False)]
+NC_VARIANTS = NC_MATRIX if os.environ.get("BENCH_NEWCONN") == "full" else \
+    [("1.3", "ecdsa", True), ("1.3", "ecdsa", False), ("1.3", "rsa", True)]
+if "newconn" not in ONLY:
+    NC_VARIANTS = []
+# Listeners of every terminator: (name, certificate, TLS version). The TLS 1.2 ones exist only
+# when a newconn variant needs them, so the other figures' configurations stay TLS 1.3 only.
+LISTENERS = [("ecdsa", "ecdsa", "1.3"), ("rsa", "rsa", "1.3")]
+if any(v == "1.2" for v, _k, _nd in NC_VARIANTS):
+    LISTENERS += [("ecdsa12", "ecdsa", "1.2"), ("rsa12", "rsa", "1.2")]
+
+
+def nc_listener(version, kind):
+    return kind if version == "1.3" else kind + "12"
+
+
+def nc_name(version, kind, nodelay):
+    """Key suffix and label of a newconn variant: '13_ecdsa_nodelay', 'TLS 1.3 ECDSA, NODELAY'."""
+    return (f"{version.replace('.', '')}_{kind}_{'nodelay' if nodelay else 'nagle'}",
+            f"TLS {version} {kind.upper()}, {'NODELAY' if nodelay else 'Nagle'}")
 
 TLSLOAD = os.path.join(BUILD, "bench", "tlsload")
 SINKD = os.path.join(BUILD, "bench", "sinkd")
@@ -144,7 +196,7 @@ class Terminator:
     def __init__(self, certs, backend_port):
         self.certs = certs
         self.backend = backend_port
-        self.ports = {"ecdsa": free_port(), "rsa": free_port()}
+        self.ports = {name: free_port() for name, _kind, _version in LISTENERS}
         self.proc = None
 
     def cmd(self):
@@ -188,16 +240,23 @@ class Ktlsd(Terminator):
         self.sock = self.path("sock")
         cfg = {
             "workers": 1,
-            "listeners": [{"name": kind, "bind": f"127.0.0.1:{port}", "certificates": [kind],
-                           "security_policy": "bench", "backend": "sink",
-                           "max_connections": MAXCONN}
-                          for kind, port in self.ports.items()],
+            "listeners": [{"name": name, "bind": f"127.0.0.1:{self.ports[name]}",
+                           "certificates": [kind],
+                           "security_policy": "bench" if version == "1.3" else "bench12",
+                           "backend": "sink", "max_connections": MAXCONN}
+                          for name, kind, version in LISTENERS],
             "certificates": {kind: {"cert": c[0], "key": c[1]} for kind, c in self.certs.items()},
             "security_policies": {"bench": {"versions": ["TLSv1.3"], "ciphersuites": [CIPHER],
                                             "groups": ["X25519"]}},
             "backends": {"sink": {"servers": [f"127.0.0.1:{self.backend}"]}},
             "control": {"socket": self.sock},
+            # every client here is 127.0.0.1: no per-source caps (the peers have none either)
+            "limits": {"per_source": {"max_handshakes": 0, "max_connections": 0}},
         }
+        if any(version == "1.2" for _n, _k, version in LISTENERS):
+            cfg["security_policies"]["bench12"] = {"versions": ["TLSv1.2"],
+                                                   "ciphers": CIPHERS12.split(":"),
+                                                   "groups": ["X25519"]}
         with open(self.path("json"), "w") as f:
             json.dump(cfg, f, indent=1)
 
@@ -235,11 +294,12 @@ class Haproxy(Terminator):
     name = "haproxy"
 
     def write_config(self):
+        tls12 = " ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.2 no-tls-tickets ciphers " + CIPHERS12
         fronts = "".join(f"""
-frontend {kind}
-    bind 127.0.0.1:{port} ssl crt {self.certs[kind][2]}
+frontend {name}
+    bind 127.0.0.1:{self.ports[name]} ssl crt {self.certs[kind][2]}{tls12 if version == "1.2" else ""}
     default_backend sink
-""" for kind, port in self.ports.items())
+""" for name, kind, version in LISTENERS)
         with open(self.path("cfg"), "w") as f:
             f.write(f"""global
     nbthread 1
@@ -270,14 +330,17 @@ class Nginx(Terminator):
     name = "nginx"
 
     def write_config(self):
+        tls12 = f"""
+        ssl_protocols TLSv1.2;
+        ssl_ciphers {CIPHERS12};"""
         servers = "".join(f"""
     server {{
-        listen 127.0.0.1:{port} ssl;
+        listen 127.0.0.1:{self.ports[name]} ssl;
         ssl_certificate {self.certs[kind][0]};
-        ssl_certificate_key {self.certs[kind][1]};
+        ssl_certificate_key {self.certs[kind][1]};{tls12 if version == "1.2" else ""}
         proxy_pass 127.0.0.1:{self.backend};
     }}
-""" for kind, port in self.ports.items())
+""" for name, kind, version in LISTENERS)
         with open(self.path("conf"), "w") as f:
             f.write(f"""load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 daemon off;
@@ -308,18 +371,19 @@ class Stunnel(Terminator):
     name = "stunnel"
 
     def write_config(self):
+        tls12 = f"sslVersionMin = TLSv1.2\nsslVersionMax = TLSv1.2\nciphers = {CIPHERS12}"
         svcs = "".join(f"""
-[{kind}]
-accept = 127.0.0.1:{port}
+[{name}]
+accept = 127.0.0.1:{self.ports[name]}
 connect = 127.0.0.1:{self.backend}
 cert = {self.certs[kind][0]}
 key = {self.certs[kind][1]}
-sslVersionMin = TLSv1.3
+{"sslVersionMin = TLSv1.3" if version == "1.3" else tls12}
 ciphersuites = {CIPHER}
 curves = X25519
 options = NO_TICKET
 sessionCacheSize = 1
-""" for kind, port in self.ports.items())
+""" for name, kind, version in LISTENERS)
         with open(self.path("conf"), "w") as f:
             f.write(f"""foreground = yes
 syslog = no
@@ -373,6 +437,20 @@ def latency(t):
     return {"p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000, "errors": r["errors"]}
 
 
+def newconn(t, version, kind, nodelay):
+    """A new connection per request, NC_CONNS in flight: requests/s, the terminator's CPU per
+    request (its whole run, warm-up included, against all requests completed) and the median
+    time from connect to the response read."""
+    pids = t.pids()
+    c0 = cpu_secs(pids)
+    r = tlsload("req", f"127.0.0.1:{t.ports[nc_listener(version, kind)]}", "-c", NC_CONNS,
+                "-t", NC_SECS, "-w", NC_WARMUP_MS, "-V", version, *([] if nodelay else ["-N"]),
+                timeout=NC_SECS + 30)
+    cpu = cpu_secs(pids) - c0
+    return {"rps": r["rate"], "cpu_ms": 1000 * cpu / max(r["total"], 1),
+            "p50_ms": r["p50_us"] / 1000, "short": r["short"], "errors": r["errors"]}
+
+
 def idle_memory(t):
     """RSS per idle established TLS connection: the terminator is started afresh, IDLE_N
     connections are opened (one byte round trip each, so the backend leg exists too) and the RSS
@@ -399,35 +477,47 @@ def idle_memory(t):
 
 # ---- figures ----------------------------------------------------------------------------------
 
-# (key, title, unit, higher is better, function, value key)
+# (key, title, unit, higher is better, group)
 FIGURES = [
-    ("up1", "bulk client→server, 1 connection", "MB/s", True),
-    ("down1", "bulk server→client, 1 connection", "MB/s", True),
-    ("up64", "bulk client→server, 64 connections", "MB/s", True),
-    ("down64", "bulk server→client, 64 connections", "MB/s", True),
-    ("hs_ecdsa", "full handshakes/s per core, ECDSA P-256", "/CPU-s", True),
-    ("hs_rsa", "full handshakes/s per core, RSA-2048", "/CPU-s", True),
-    ("hsrate_ecdsa", "  handshakes/s reached (client-bound), ECDSA", "/s", True),
-    ("hsrate_rsa", "  handshakes/s reached (client-bound), RSA", "/s", True),
-    ("p50", f"latency p50, 1 KiB/1 KiB at {LAT_RATE} req/s", "ms", False),
-    ("p99", f"latency p99, 1 KiB/1 KiB at {LAT_RATE} req/s", "ms", False),
-    ("mem", f"RSS per idle TLS connection at {IDLE_N} connections", "KiB", False),
-    ("cpu_up1", "CPU per GiB forwarded, client→server, 1 conn", "s/GiB", False),
-    ("cpu_down1", "CPU per GiB forwarded, server→client, 1 conn", "s/GiB", False),
-    ("cpu_up64", "CPU per GiB forwarded, client→server, 64 conns", "s/GiB", False),
-    ("cpu_down64", "CPU per GiB forwarded, server→client, 64 conns", "s/GiB", False),
+    ("up1", "bulk client→server, 1 connection", "MB/s", True, "bulk"),
+    ("down1", "bulk server→client, 1 connection", "MB/s", True, "bulk"),
+    ("up64", "bulk client→server, 64 connections", "MB/s", True, "bulk"),
+    ("down64", "bulk server→client, 64 connections", "MB/s", True, "bulk"),
+    ("hs_ecdsa", "full handshakes/s per core, ECDSA P-256", "/CPU-s", True, "hs"),
+    ("hs_rsa", "full handshakes/s per core, RSA-2048", "/CPU-s", True, "hs"),
+    ("hsrate_ecdsa", "  handshakes/s reached (client-bound), ECDSA", "/s", True, "hs"),
+    ("hsrate_rsa", "  handshakes/s reached (client-bound), RSA", "/s", True, "hs"),
+    ("p50", f"latency p50, 1 KiB/1 KiB at {LAT_RATE} req/s", "ms", False, "lat"),
+    ("p99", f"latency p99, 1 KiB/1 KiB at {LAT_RATE} req/s", "ms", False, "lat"),
+    ("mem", f"RSS per idle TLS connection at {IDLE_N} connections", "KiB", False, "mem"),
+    ("cpu_up1", "CPU per GiB forwarded, client→server, 1 conn", "s/GiB", False, "bulk"),
+    ("cpu_down1", "CPU per GiB forwarded, server→client, 1 conn", "s/GiB", False, "bulk"),
+    ("cpu_up64", "CPU per GiB forwarded, client→server, 64 conns", "s/GiB", False, "bulk"),
+    ("cpu_down64", "CPU per GiB forwarded, server→client, 64 conns", "s/GiB", False, "bulk"),
 ]
+# New connection per request: requests/s, then CPU per request, then time per request, for each
+# variant (nc_*, nccpu_*, ncp50_* keys; e.g. nc_13_ecdsa_nagle).
+FIGURES += [(f"nc_{nc_name(*v)[0]}",
+             f"new connection per request, {nc_name(*v)[1]}: requests/s, {NC_CONNS} in flight",
+             "/s", True, "newconn") for v in NC_VARIANTS]
+FIGURES += [(f"nccpu_{nc_name(*v)[0]}", f"  CPU per new-connection request, {nc_name(*v)[1]}",
+             "ms", False, "newconn") for v in NC_VARIANTS]
+FIGURES += [(f"ncp50_{nc_name(*v)[0]}", f"  time per new-connection request p50, {nc_name(*v)[1]}",
+             "ms", False, "newconn") for v in NC_VARIANTS]
+FIGURES = [f for f in FIGURES if f[4] in ONLY]
 
 
 def run_all(terms):
     samples = {f[0]: {t.name: [] for t in terms} for f in FIGURES}
     errors = {t.name: 0 for t in terms}
+    shorts = {t.name: 0 for t in terms}   # newconn: responses short or wrong (within errors)
+    nc_secs = 0.0                          # wall time of the newconn figure
 
     def add(key, t, value, errs=0):
         samples[key][t.name].append(value)
         errors[t.name] += int(errs)
 
-    for rep in range(REPS):
+    for rep in range(REPS if "mem" in ONLY else 0):
         log(f"repetition {rep + 1}/{REPS}: idle memory ({IDLE_N} connections)")
         for t in terms:
             r = idle_memory(t)
@@ -436,24 +526,47 @@ def run_all(terms):
     for t in terms:
         t.start()
     for rep in range(REPS):
-        log(f"repetition {rep + 1}/{REPS}: bulk, handshakes, latency")
+        groups = [g for g in ("bulk", "hs", "lat", "newconn") if g in ONLY]
+        if not groups:
+            break
+        log(f"repetition {rep + 1}/{REPS}: {', '.join(groups)}")
         for t in terms:
-            for direction in ("up", "down"):
-                for conns in (1, 64):
-                    r = bulk(t, direction, conns)
-                    add(f"{direction}{conns}", t, r["MBps"], r["errors"])
-                    add(f"cpu_{direction}{conns}", t, r["cpu_per_GiB"])
-            for kind in ("ecdsa", "rsa"):
-                r = handshakes(t, kind)
-                add(f"hs_{kind}", t, r["per_core"], r["errors"])
-                add(f"hsrate_{kind}", t, r["rate"])
-            r = latency(t)
-            add("p50", t, r["p50_ms"], r["errors"])
-            add("p99", t, r["p99_ms"])
-            log(f"  {t.name}: up64 {samples['up64'][t.name][-1]:.0f} MB/s, "
-                f"hs_ecdsa {samples['hs_ecdsa'][t.name][-1]:.0f}/s, "
-                f"p99 {samples['p99'][t.name][-1]:.2f} ms")
-    return samples, errors
+            done = []
+            if "bulk" in ONLY:
+                for direction in ("up", "down"):
+                    for conns in (1, 64):
+                        r = bulk(t, direction, conns)
+                        add(f"{direction}{conns}", t, r["MBps"], r["errors"])
+                        add(f"cpu_{direction}{conns}", t, r["cpu_per_GiB"])
+                done.append(f"up64 {samples['up64'][t.name][-1]:.0f} MB/s")
+            if "hs" in ONLY:
+                for kind in ("ecdsa", "rsa"):
+                    r = handshakes(t, kind)
+                    add(f"hs_{kind}", t, r["per_core"], r["errors"])
+                    add(f"hsrate_{kind}", t, r["rate"])
+                done.append(f"hs_ecdsa {samples['hs_ecdsa'][t.name][-1]:.0f}/s")
+            if "lat" in ONLY:
+                r = latency(t)
+                add("p50", t, r["p50_ms"], r["errors"])
+                add("p99", t, r["p99_ms"])
+                done.append(f"p99 {samples['p99'][t.name][-1]:.2f} ms")
+            t0 = time.time()
+            for v in NC_VARIANTS:
+                key, label = nc_name(*v)
+                r = newconn(t, *v)
+                add(f"nc_{key}", t, r["rps"], r["errors"])
+                add(f"nccpu_{key}", t, r["cpu_ms"])
+                add(f"ncp50_{key}", t, r["p50_ms"])
+                shorts[t.name] += int(r["short"])
+                done.append(f"{label} {r['rps']:.0f} req/s {r['cpu_ms']:.3f} ms CPU "
+                            f"{r['p50_ms']:.2f} ms p50" +
+                            (f" ({int(r['errors'])} errors, {int(r['short'])} short)"
+                             if r["errors"] else ""))
+            nc_secs += time.time() - t0
+            log(f"  {t.name}: " + "; ".join(done))
+    if NC_VARIANTS:
+        log(f"newconn figure: {nc_secs:.0f} s")
+    return samples, errors, shorts, nc_secs
 
 
 # ---- report -----------------------------------------------------------------------------------
@@ -490,7 +603,39 @@ def target_check(key, ratios):
     return ""
 
 
-def report(terms, samples, errors, versions, tier, started, elapsed):
+def newconn_text(names, med, shorts, nc_secs):
+    """The newconn figure's paragraph for latest.md."""
+    out = [
+        "",
+        "**New connection per request** (the `new connection per request` rows; bench/run.py's "
+        "docstring). The load balancer's commonest work: each of "
+        f"{NC_CONNS} clients in flight connects, does a full handshake, writes its request "
+        "(1 KiB, sinkd's echo) right after SSL_connect returns, reads and checks the 1 KiB "
+        "response, sends close_notify and closes, and opens the next connection; the terminator "
+        "connects the backend for every request. Requests/s are what the client reached (it "
+        f"shares CPU {CPU_LOAD} with the backend, so with NODELAY every terminator may be "
+        "client-bound, as in the handshakes/s reached rows); CPU per request is the "
+        "terminator's own, from /proc, over the whole run against every request completed; the "
+        "time per request runs from connect() to the last response byte. `Nagle` is a client "
+        "that leaves Nagle on (no TCP_NODELAY), as many clients do: its request, written just "
+        "after its Finished, leaves only once the Finished is ACKed, so a server that sends "
+        "nothing after the client's Finished (TLS 1.3 without session tickets) holds every "
+        "request for its delayed ACK, about 40 ms. "
+        f"Runs of {NC_SECS} s after {NC_WARMUP_MS} ms warm-up, time-bounded whatever the rate; "
+        f"this figure took {nc_secs:.0f} s of this run.",
+    ]
+    for v in NC_VARIANTS:
+        key, label = nc_name(*v)
+        if not v[2] and med.get(f"ncp50_{key}"):
+            row = med[f"ncp50_{key}"]
+            out[-1] += (f" {label}: " + ", ".join(f"{n} {fmt(row[n])} ms" for n in names if n in row)
+                        + " per request (p50).")
+    out[-1] += (" Responses short or wrong (counted in the failed connections below): " +
+                ", ".join(f"{n} {shorts[n]}" for n in names) + ".")
+    return out
+
+
+def report(terms, samples, errors, shorts, nc_secs, versions, tier, started, elapsed):
     names = [t.name for t in terms]
     peers = [n for n in names if n != "ktlsd"]
     med = {k: {n: statistics.median(v) for n, v in per.items() if v} for k, per in samples.items()}
@@ -498,7 +643,9 @@ def report(terms, samples, errors, versions, tier, started, elapsed):
     lines = [
         "# ktlsd benchmark results",
         "",
-        f"Generated by `make bench{' BENCH_QUICK=1' if QUICK else ''}` on {started} "
+        f"Generated by `make bench{' BENCH_QUICK=1' if QUICK else ''}"
+        f"{' BENCH_ONLY=' + ','.join(ONLY) if set(ONLY) != set(GROUPS) else ''}"
+        f"{' BENCH_NEWCONN=full' if NC_VARIANTS == NC_MATRIX else ''}` on {started} "
         f"in {elapsed / 60:.1f} min. Medians of {REPS} repetition(s); "
         "ratio = ktlsd ÷ peer from this same invocation (for the figures where lower is "
         "better, a ratio below 1 means ktlsd is better).",
@@ -516,6 +663,12 @@ def report(terms, samples, errors, versions, tier, started, elapsed):
         "- the handshake client (connect, handshake, close_notify, close) sends no data: HAProxy "
         "and ktlsd then do not connect the backend (ktlsd's ended-before-forwarding count above), "
         "nginx and stunnel do (bench/results/profile.md)",
+        *([f"- new connection per request: {NC_CONNS} in flight, {NC_SECS} s timed runs after "
+           f"{NC_WARMUP_MS} ms of warm-up, 1 KiB request and response, the client's TCP_NODELAY "
+           "on or off (Nagle) as the row says" +
+           (f"; the TLS 1.2 rows on extra TLS 1.2-only listeners ({CIPHERS12}, X25519, no "
+            "tickets or cache)" if any(v[0] == "1.2" for v in NC_VARIANTS) else "")]
+          if NC_VARIANTS else []),
         *([f"- idle connections: {IDLE_N}, not 10,000: the descriptor limit here ({_NOFILE}) "
            "allows no more with two per connection in the terminator"]
           if IDLE_N < 10000 and not QUICK else []),
@@ -526,18 +679,19 @@ def report(terms, samples, errors, versions, tier, started, elapsed):
         " | ".join(f"ktlsd ÷ {p}" for p in peers) + " | target |",
         "|---|---|" + "---:|" * (len(names) + len(peers)) + "---|",
     ]
-    for key, title, unit, _higher in FIGURES:
+    for key, title, unit, _higher, _group in FIGURES:
         row = med[key]
         ratios = {p: row["ktlsd"] / row[p] for p in peers if row.get(p)}
         lines.append(f"| {title} | {unit} | " + " | ".join(fmt(row[n]) for n in names) + " | " +
                      " | ".join(f"{ratios[p]:.2f}" if p in ratios else "-" for p in peers) +
                      f" | {target_check(key, ratios)} |")
+    if NC_VARIANTS:
+        lines += newconn_text(names, med, shorts, nc_secs)
     lines += ["", "Failed connections over the run: " +
               ", ".join(f"{n} {errors[n]}" for n in names) + ".", "",
-              "Plots: " + ", ".join(f"[{p}]({p}.png)" for p in
-                                    ("throughput", "handshakes", "latency", "memory", "cpu")),
+              "Plots: " + ", ".join(f"[{p}]({p}.png)" for p in plot_groups(med)),
               "", "## All samples", "", "```"]
-    for key, _title, unit, _h in FIGURES:
+    for key, _title, unit, _h, _g in FIGURES:
         lines.append(f"{key:9} " + "  ".join(
             f"{n}=[{', '.join(fmt(v) for v in samples[key][n])}]" for n in names))
     lines += ["```", ""]
@@ -546,11 +700,17 @@ def report(terms, samples, errors, versions, tier, started, elapsed):
         f.write("\n".join(lines))
     with open(os.path.join(RESULTS, "latest.json"), "w") as f:
         json.dump({"medians": med, "samples": samples, "machine": m, "versions": versions,
-                   "tier": tier, "quick": QUICK}, f, indent=1)
+                   "tier": tier, "quick": QUICK, "only": ONLY,
+                   "newconn": {"conns": NC_CONNS, "secs": NC_SECS, "warmup_ms": NC_WARMUP_MS,
+                               "variants": [dict(zip(("key", "version", "cert", "nodelay"),
+                                                     (nc_name(*v)[0],) + v))
+                                            for v in NC_VARIANTS],
+                               "short": shorts, "wall_s": round(nc_secs, 1)}}, f, indent=1)
     plot(names, med)
 
 
-def plot(names, med):
+def plot_groups(med):
+    """The plots (name: keys, y label, x labels) whose figures were all measured."""
     groups = {
         "throughput": (["up1", "down1", "up64", "down64"], "MB/s (higher is better)",
                        ["c→s 1 conn", "s→c 1 conn", "c→s 64 conns", "s→c 64 conns"]),
@@ -563,7 +723,19 @@ def plot(names, med):
         "cpu": (["cpu_up1", "cpu_down1", "cpu_up64", "cpu_down64"],
                 "CPU s per GiB forwarded (lower is better)",
                 ["c→s 1 conn", "s→c 1 conn", "c→s 64 conns", "s→c 64 conns"]),
+        "newconn": ([f"nc_{nc_name(*v)[0]}" for v in NC_VARIANTS],
+                    f"requests/s, new connection per request, {NC_CONNS} in flight "
+                    "(higher is better)", [nc_name(*v)[1] for v in NC_VARIANTS]),
+        "newconn_cpu": ([f"nccpu_{nc_name(*v)[0]}" for v in NC_VARIANTS],
+                        "terminator CPU ms per new-connection request (lower is better)",
+                        [nc_name(*v)[1] for v in NC_VARIANTS]),
     }
+    return {name: g for name, g in groups.items()
+            if g[0] and all(med.get(k) for k in g[0])}
+
+
+def plot(names, med):
+    groups = plot_groups(med)
     if not shutil.which("gnuplot"):
         log("gnuplot missing: no plots")
         return
@@ -583,6 +755,7 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set key below horizontal
+{"set xtics rotate by -15" if len(labels) > 4 else ""}
 set grid ytics
 set yrange [0:*]
 plot {cols}
@@ -612,7 +785,7 @@ def main():
     try:
         wait_port(bport, backend, "sinkd")
         versions = {t.name: t.version() for t in terms}
-        samples, errors = run_all(terms)
+        samples, errors, shorts, nc_secs = run_all(terms)
         tiers = terms[0].tiers()
         # "none": connections that ended before forwarding: the handshake runs' clients, which
         # close before sending data (no backend connect), and handshakes cut at a run's end.
@@ -628,7 +801,7 @@ def main():
                 t.stop()
         backend.terminate()
         backend.wait()
-    report(terms, samples, errors, versions, tier, started, time.time() - t0)
+    report(terms, samples, errors, shorts, nc_secs, versions, tier, started, time.time() - t0)
     log(f"done in {(time.time() - t0) / 60:.1f} min: {os.path.join(RESULTS, 'latest.md')}")
 
 

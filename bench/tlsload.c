@@ -1,7 +1,8 @@
 /* tlsload — the benchmark's TLS client: one thread, epoll, non-blocking OpenSSL connections with
- * the cipher pinned (TLSv1.3, TLS_AES_128_GCM_SHA256, X25519), no certificate verification (the
- * client's CPU goes to load, not to checking a self-signed chain) and never a resumed session.
- * It speaks sinkd's one-byte protocol (bench/sinkd.c) through the terminator under test.
+ * the cipher pinned (TLSv1.3, TLS_AES_128_GCM_SHA256, X25519; with -V 1.2: TLSv1.2,
+ * ECDHE-ECDSA/RSA-AES128-GCM-SHA256, X25519), no certificate verification (the client's CPU goes
+ * to load, not to checking a self-signed chain) and never a resumed session. It speaks sinkd's
+ * one-byte protocol (bench/sinkd.c) through the terminator under test.
  *
  *   tlsload up   ADDR -c CONNS -t SECS   bulk client → server; prints the bytes/s after warm-up
  *   tlsload down ADDR -c CONNS -t SECS   bulk server → client
@@ -10,10 +11,19 @@
  *                                        1 KiB request → 1 KiB echo at RATE requests/s in all,
  *                                        latency from the scheduled send time (no coordinated
  *                                        omission); prints p50/p99 in microseconds
+ *   tlsload req  ADDR -c CONNS -t SECS   a new connection per request, CONNS in flight: connect,
+ *                                        full handshake (SSL_connect), then at once one SSL_write
+ *                                        of the request ('E' + 1 KiB), read the 1 KiB echo and
+ *                                        check it, close_notify, close, and the next connection;
+ *                                        prints requests/s and the p50/p99 of connect → response
+ *                                        read, and short=N responses that ended early or differed
  *   tlsload idle ADDR -n CONNS           opens CONNS connections, one byte round trip each, prints
  *                                        "ready N" and holds them until stdin closes
  *
- * The first second of every timed run is warm-up and is not counted. Output is one line of
+ * Options for every mode: -N leaves Nagle on (no TCP_NODELAY on the client's sockets; by default
+ * it is set), -V 1.2|1.3 the protocol version (1.3), -w MS the warm-up (1000 ms).
+ *
+ * The warm-up (first second by default) of every timed run is not counted. Output is one line of
  * key=value pairs; errors=N counts connections that failed. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,17 +48,17 @@
 
 #define IO_CHUNK (16u << 10)
 #define REQ 1024u
-#define WARMUP_NS 1000000000ull
 
-enum mode { M_UP, M_DOWN, M_HS, M_LAT, M_IDLE };
+enum mode { M_UP, M_DOWN, M_HS, M_LAT, M_IDLE, M_REQ };
 enum st { S_CONNECT, S_HS, S_HELLO, S_RUN, S_WAIT, S_DONE };
 
 struct cl {
 	int fd;
 	SSL *ssl;
 	enum st st;
-	uint32_t sent, got; /* of the current request (lat) or hello (idle) */
-	uint64_t next_ns;   /* lat: when the next request is due */
+	uint32_t sent, got; /* of the current request (lat, req) or hello (idle) */
+	uint64_t next_ns;   /* lat: when the next request is due; req: when the connect began */
+	uint64_t hs_ns;     /* req: when the handshake completed (SSL_connect returned) */
 	uint32_t events;    /* what epoll waits for now */
 };
 
@@ -57,9 +67,14 @@ static struct sockaddr_in target;
 static SSL_CTX *ctx;
 static int ep;
 static uint64_t t_start, t_count, t_end, counted, total_bytes, errors, ready;
-static uint64_t period_ns;
-static uint64_t *lat_us;
-static size_t n_lat, cap_lat;
+static uint64_t period_ns, warmup_ns = 1000000000ull, shorts;
+static bool nodelay = true;
+static uint8_t reqbuf[1 + REQ]; /* req: sinkd's 'E', then the 1 KiB echoed back */
+struct lats {
+	uint64_t *us;
+	size_t n, cap;
+};
+static struct lats lat, conn_lat; /* lat/req: request → response; req: connect → response */
 static uint8_t iobuf[IO_CHUNK];
 static struct cl *cls;
 static unsigned conns = 1, opened;
@@ -102,7 +117,9 @@ static int cl_open(struct cl *c)
 	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
 		return -errno;
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (nodelay)
+		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->next_ns = now_ns();
 	if (connect(c->fd, (struct sockaddr *)&target, sizeof(target)) < 0 &&
 	    errno != EINPROGRESS) {
 		int e = errno;
@@ -146,15 +163,36 @@ static bool want(struct cl *c, int r)
 	}
 }
 
-static void record_latency(uint64_t ns)
+static void record_latency(struct lats *l, uint64_t ns)
 {
-	if (n_lat == cap_lat) {
-		cap_lat = cap_lat ? cap_lat * 2 : 65536;
-		lat_us = realloc(lat_us, cap_lat * sizeof(*lat_us));
-		if (!lat_us)
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 65536;
+		l->us = realloc(l->us, l->cap * sizeof(*l->us));
+		if (!l->us)
 			abort();
 	}
-	lat_us[n_lat++] = ns / 1000;
+	l->us[l->n++] = ns / 1000;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Sorts the samples; the q-quantile (0 ≤ q < 1) of them afterwards, 0 without samples. */
+static unsigned long long quantile(struct lats *l, double q)
+{
+	static struct lats *sorted;
+
+	if (!l->n)
+		return 0;
+	if (sorted != l) {
+		qsort(l->us, l->n, sizeof(*l->us), cmp_u64);
+		sorted = l;
+	}
+	return (unsigned long long)l->us[(size_t)((double)l->n * q)];
 }
 
 /* Advances one connection as far as it can go; false when it failed. */
@@ -185,11 +223,17 @@ static bool step(struct cl *c, uint64_t now)
 			cl_close(c);
 			return true;
 		}
+		if (mode == M_REQ) { /* the request right after SSL_connect, as a client would */
+			c->st = S_RUN;
+			c->sent = c->got = 0;
+			c->hs_ns = now_ns();
+			break;
+		}
 		c->st = S_HELLO;
 		c->sent = 0;
 		/* fall through */
 	case S_HELLO: {
-		static const char hello[] = {'U', 'D', 'E', 'E', 'E'};
+		static const char hello[] = {'U', 'D', 'E', 'E', 'E', 'E'};
 		char b[2] = {hello[mode], 'x'};
 		int len = mode == M_IDLE ? 2 : 1;
 
@@ -232,6 +276,31 @@ static bool step(struct cl *c, uint64_t now)
 			arm(c, EPOLLIN);
 			idle_next();
 			return true;
+		} else if (mode == M_REQ) {
+			if (c->sent < sizeof(reqbuf)) {
+				r = SSL_write(c->ssl, reqbuf + c->sent, (int)(sizeof(reqbuf) - c->sent));
+				if (r <= 0)
+					return want(c, r);
+				c->sent += (uint32_t)r;
+				continue;
+			}
+			r = SSL_read(c->ssl, iobuf, (int)(REQ - c->got));
+			if (r <= 0)
+				return want(c, r); /* EOF or error: a short response (main loop) */
+			if (memcmp(iobuf, reqbuf + 1 + c->got, (size_t)r))
+				return false;
+			c->got += (uint32_t)r;
+			if (c->got < REQ)
+				continue;
+			now = now_ns();
+			total_bytes++; /* requests, warm-up included */
+			if (now >= t_count && now < t_end) {
+				counted++;
+				record_latency(&lat, now - c->hs_ns);
+				record_latency(&conn_lat, now - c->next_ns);
+			}
+			cl_close(c);
+			return true;
 		} else { /* M_LAT */
 			if (c->st == S_WAIT) {
 				if (now < c->next_ns) {
@@ -256,32 +325,26 @@ static bool step(struct cl *c, uint64_t now)
 				continue;
 			now = now_ns();
 			if (c->next_ns >= t_count && c->next_ns < t_end)
-				record_latency(now - c->next_ns);
+				record_latency(&lat, now - c->next_ns);
 			c->next_ns += period_ns;
 			c->st = S_WAIT;
 		}
 	}
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: tlsload up|down|hs|lat|idle HOST:PORT [-c CONNS] [-t SECS] [-r RATE] "
-		"[-n CONNS]\n");
+		"usage: tlsload up|down|hs|lat|idle|req HOST:PORT [-c CONNS] [-t SECS] [-r RATE] "
+		"[-n CONNS] [-N] [-V 1.2|1.3] [-w MS]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	static const char *names[] = {"up", "down", "hs", "lat", "idle"};
+	static const char *names[] = {"up", "down", "hs", "lat", "idle", "req"};
 	unsigned secs = 5, rate = 1000, total = 0;
+	bool tls12 = false;
 	struct epoll_event evs[512];
 	struct rlimit rl;
 	char host[64];
@@ -290,13 +353,13 @@ int main(int argc, char **argv)
 
 	if (argc < 3)
 		usage();
-	for (mode = M_UP; mode <= M_IDLE; mode++)
+	for (mode = M_UP; mode <= M_REQ; mode++)
 		if (!strcmp(argv[1], names[mode]))
 			break;
-	if (mode > M_IDLE || sscanf(argv[2], "%63[^:]:%u", host, &port) != 2)
+	if (mode > M_REQ || sscanf(argv[2], "%63[^:]:%u", host, &port) != 2)
 		usage();
 	optind = 3;
-	while ((opt = getopt(argc, argv, "c:t:r:n:")) != -1) {
+	while ((opt = getopt(argc, argv, "c:t:r:n:NV:w:")) != -1) {
 		switch (opt) {
 		case 'c':
 			conns = (unsigned)atoi(optarg);
@@ -309,6 +372,17 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			total = (unsigned)atoi(optarg);
+			break;
+		case 'N':
+			nodelay = false;
+			break;
+		case 'V':
+			if (strcmp(optarg, "1.2") && strcmp(optarg, "1.3"))
+				usage();
+			tls12 = !strcmp(optarg, "1.2");
+			break;
+		case 'w':
+			warmup_ns = (uint64_t)atoi(optarg) * 1000000ull;
 			break;
 		default:
 			usage();
@@ -328,8 +402,11 @@ int main(int argc, char **argv)
 	if (inet_pton(AF_INET, host, &target.sin_addr) != 1)
 		usage();
 	ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
+	if (!ctx ||
+	    !SSL_CTX_set_min_proto_version(ctx, tls12 ? TLS1_2_VERSION : TLS1_3_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(ctx, tls12 ? TLS1_2_VERSION : TLS1_3_VERSION) ||
 	    !SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256") ||
+	    !SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256") ||
 	    !SSL_CTX_set1_groups_list(ctx, "X25519")) {
 		ERR_print_errors_fp(stderr);
 		return 1;
@@ -342,13 +419,16 @@ int main(int argc, char **argv)
 	if (ep < 0 || !cls)
 		return 1;
 	memset(iobuf, 'q', sizeof(iobuf));
+	reqbuf[0] = 'E';
+	for (unsigned i = 1; i < sizeof(reqbuf); i++) /* an echo of other bytes is caught */
+		reqbuf[i] = (uint8_t)('a' + i % 26);
 	period_ns = (uint64_t)conns * 1000000000ull / rate;
 
 	uint64_t t0 = now_ns();
 	const unsigned idle_burst = 64; /* idle: handshakes in flight at once */
 
 	t_start = t0;
-	t_count = t0 + WARMUP_NS;
+	t_count = t0 + warmup_ns;
 	t_end = t_count + (uint64_t)secs * 1000000000ull;
 	if (mode == M_IDLE)
 		t_end = UINT64_MAX;
@@ -403,11 +483,16 @@ int main(int argc, char **argv)
 				continue;
 			if (!step(c, now)) {
 				errors++;
+				/* req: the request went out whole and the response ended early (EOF,
+				 * error) or differed from it */
+				if (mode == M_REQ && c->st == S_RUN && c->sent == sizeof(reqbuf))
+					shorts++;
 				cl_close(c);
 				if (mode == M_IDLE)
 					idle_next();
 			}
-			if (c->st == S_DONE && mode == M_HS && now < t_end && cl_open(c) < 0) {
+			if (c->st == S_DONE && (mode == M_HS || mode == M_REQ) && now < t_end &&
+			    cl_open(c) < 0) {
 				errors++;
 				c->st = S_DONE;
 			}
@@ -428,11 +513,16 @@ int main(int argc, char **argv)
 		       (double)counted / secs_counted, (unsigned long long)errors);
 		break;
 	case M_LAT:
-		qsort(lat_us, n_lat, sizeof(*lat_us), cmp_u64);
-		printf("requests=%zu p50_us=%llu p99_us=%llu errors=%llu\n", n_lat,
-		       n_lat ? (unsigned long long)lat_us[n_lat / 2] : 0ull,
-		       n_lat ? (unsigned long long)lat_us[n_lat * 99 / 100] : 0ull,
-		       (unsigned long long)errors);
+		printf("requests=%zu p50_us=%llu p99_us=%llu errors=%llu\n", lat.n,
+		       quantile(&lat, 0.5), quantile(&lat, 0.99), (unsigned long long)errors);
+		break;
+	case M_REQ: /* p50/p99: connect → response; req_p50: handshake done → response */
+		printf("requests=%llu total=%llu secs=%.3f rate=%.1f p50_us=%llu p99_us=%llu ",
+		       (unsigned long long)counted, (unsigned long long)total_bytes, secs_counted,
+		       (double)counted / secs_counted, quantile(&conn_lat, 0.5),
+		       quantile(&conn_lat, 0.99));
+		printf("req_p50_us=%llu short=%llu errors=%llu\n", quantile(&lat, 0.5),
+		       (unsigned long long)shorts, (unsigned long long)errors);
 		break;
 	case M_IDLE:
 		break;

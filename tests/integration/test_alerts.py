@@ -143,3 +143,21 @@ def test_alert(ktlsd_port, openssl_server, case, version, records, expected, sam
     if same:
         assert ref == expected, "openssl s_server answered %r" % ref
     assert got == expected, "ktlsd answered %r (openssl s_server: %r)" % (got, ref)
+
+
+def test_renegotiation_attempts_are_logged_once_per_connection(ktlsd_port):
+    """A client may put a ClientHello in every record: each gets its no_renegotiation warning,
+    but the log has one line for the connection (docs/security.md, "Logging")."""
+    port, d = ktlsd_port
+    t = RawTLS(port, "1.2", CIPHERS12["gcm"])
+    try:
+        local = "127.0.0.1:%d" % t.sock.getsockname()[1]
+        t.send(b"".join(t.seal(HANDSHAKE, b"\x01\x00\x00\x00") for _ in range(20)))
+        assert t.answer(timeout=2) == "warning no_renegotiation"
+        t.send(t.seal(ALERT, b"\x01\x00"))  # close_notify
+    finally:
+        t.close()
+    d.wait_log("conn peer=%s listener=web: client attempted renegotiation" % local)
+    lines = [line for line in d.log().splitlines()
+             if "peer=%s " % local in line and "renegotiation" in line]
+    assert len(lines) == 1, lines

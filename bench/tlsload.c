@@ -163,6 +163,30 @@ static bool want(struct cl *c, int r)
 	}
 }
 
+/* One request/response step of lat and req: writes out[0, n) (c->sent of it so far), then reads
+ * the REQ-byte response (c->got so far), compared with check when not NULL. 1 once the response is
+ * whole, 0 while waiting for the socket, -1 on failure (an error, EOF, or bytes that differ). */
+static int exchange(struct cl *c, const uint8_t *out, uint32_t n, const uint8_t *check)
+{
+	int r;
+
+	while (c->sent < n) {
+		r = SSL_write(c->ssl, out + c->sent, (int)(n - c->sent));
+		if (r <= 0)
+			return want(c, r) ? 0 : -1;
+		c->sent += (uint32_t)r;
+	}
+	while (c->got < REQ) {
+		r = SSL_read(c->ssl, iobuf, (int)(REQ - c->got));
+		if (r <= 0)
+			return want(c, r) ? 0 : -1;
+		if (check && memcmp(iobuf, check + c->got, (size_t)r))
+			return -1;
+		c->got += (uint32_t)r;
+	}
+	return 1;
+}
+
 static void record_latency(struct lats *l, uint64_t ns)
 {
 	if (l->n == l->cap) {
@@ -277,21 +301,10 @@ static bool step(struct cl *c, uint64_t now)
 			idle_next();
 			return true;
 		} else if (mode == M_REQ) {
-			if (c->sent < sizeof(reqbuf)) {
-				r = SSL_write(c->ssl, reqbuf + c->sent, (int)(sizeof(reqbuf) - c->sent));
-				if (r <= 0)
-					return want(c, r);
-				c->sent += (uint32_t)r;
-				continue;
-			}
-			r = SSL_read(c->ssl, iobuf, (int)(REQ - c->got));
+			/* EOF or error: a short response (main loop) */
+			r = exchange(c, reqbuf, sizeof(reqbuf), reqbuf + 1);
 			if (r <= 0)
-				return want(c, r); /* EOF or error: a short response (main loop) */
-			if (memcmp(iobuf, reqbuf + 1 + c->got, (size_t)r))
-				return false;
-			c->got += (uint32_t)r;
-			if (c->got < REQ)
-				continue;
+				return r == 0;
 			now = now_ns();
 			total_bytes++; /* requests, warm-up included */
 			if (now >= t_count && now < t_end) {
@@ -310,19 +323,9 @@ static bool step(struct cl *c, uint64_t now)
 				c->st = S_RUN;
 				c->sent = c->got = 0;
 			}
-			if (c->sent < REQ) {
-				r = SSL_write(c->ssl, iobuf, (int)(REQ - c->sent));
-				if (r <= 0)
-					return want(c, r);
-				c->sent += (uint32_t)r;
-				continue;
-			}
-			r = SSL_read(c->ssl, iobuf, (int)(REQ - c->got));
+			r = exchange(c, iobuf, REQ, NULL);
 			if (r <= 0)
-				return want(c, r);
-			c->got += (uint32_t)r;
-			if (c->got < REQ)
-				continue;
+				return r == 0;
 			now = now_ns();
 			if (c->next_ns >= t_count && c->next_ns < t_end)
 				record_latency(&lat, now - c->next_ns);

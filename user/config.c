@@ -30,6 +30,7 @@ enum ftype {
 	F_STR,	   /* char * */
 	F_PATH,	   /* char *, resolved against the config directory */
 	F_U32,	   /* uint32_t within [min, max] */
+	F_U64,	   /* uint64_t within [min, max] */
 	F_BOOL,	   /* bool */
 	F_ENUM,	   /* int, index into enums */
 	F_ADDR,	   /* struct cfg_addr */
@@ -293,6 +294,8 @@ static void parse_object(struct parse *p, json_t *obj, const struct field *table
 			perr(p, "required field is missing");
 		} else if (f->type == F_U32) {
 			*(uint32_t *)slot = (uint32_t)f->def;
+		} else if (f->type == F_U64) {
+			*(uint64_t *)slot = (uint64_t)f->def;
 		} else if (f->type == F_BOOL) {
 			*(bool *)slot = f->def != 0;
 		} else if (f->type == F_ENUM) {
@@ -353,13 +356,17 @@ static void parse_value(struct parse *p, const struct field *f, json_t *v, void 
 						   : xstrdup(json_string_value(v));
 		return;
 	case F_U32:
+	case F_U64:
 		if (!json_is_integer(v) || json_integer_value(v) < f->min ||
 		    json_integer_value(v) > f->max) {
 			perr(p, "must be an integer from %lld to %lld", (long long)f->min,
 			     (long long)f->max);
 			return;
 		}
-		*(uint32_t *)slot = (uint32_t)json_integer_value(v);
+		if (f->type == F_U64)
+			*(uint64_t *)slot = (uint64_t)json_integer_value(v);
+		else
+			*(uint32_t *)slot = (uint32_t)json_integer_value(v);
 		return;
 	case F_BOOL:
 		if (!json_is_boolean(v)) {
@@ -675,6 +682,9 @@ static const struct field limits_fields[] = {
 	  NULL, NULL },
 	{ "per_source", F_OBJ, LIM(per_source), false, 0, 0, 0, NULL, NULL, per_source_fields,
 	  NULL },
+	/* 1 MiB to 1 TiB, 512 MiB by default: the sockmap backlog guard (dp_sockmap.c). */
+	{ "sockmap_backlog", F_U64, LIM(sockmap_backlog), false, 1 << 20, 1ll << 40, 512 << 20,
+	  NULL, NULL, NULL, NULL },
 	END,
 };
 

@@ -159,6 +159,7 @@ struct config {
 			uint32_t max_connections; /* open at once; 0 = off */
 			uint32_t table_size;	 /* sources tracked (restart to change) */
 		} per_source;
+		uint64_t sockmap_backlog; /* bytes waiting in the kernel, all sockmap connections */
 	} limits;
 	char *user; /* drop to this user once set up; NULL = stay who started ktlsd */
 	char *group;

@@ -40,6 +40,7 @@ enum op {
 	OP_ACCEPT,  /* worker-level operations */
 	OP_TICK,
 	OP_WAKE,
+	OP_SOCKMAP, /* the sockmap tier's backlog check (dp_sockmap_check) */
 };
 
 enum conn_phase { CONN_HANDSHAKE, CONN_CONNECTING, CONN_FORWARDING, CONN_CLOSING };
@@ -185,5 +186,11 @@ int dp_splice_attach(struct conn *c) __attribute__((warn_unused_result));
 extern const struct dp_ops dp_sockmap;
 /* Prepares the sockmap tier for c (tcp, tls-passthrough): 0 or -errno (c stays in userspace). */
 int dp_sockmap_attach(struct conn *c) __attribute__((warn_unused_result));
+/* The worker's backlog check (OP_SOCKMAP), every SOCKMAP_CHECK_MS while its sockmap connections
+ * have bytes on their way: reads them and resets the largest while limits.sockmap_backlog is
+ * exceeded (dp_sockmap.c). */
+void dp_sockmap_check(struct worker *w);
+/* Bytes on their way inside the kernel over every sockmap connection (for the metrics). */
+uint64_t dp_sockmap_backlog(void);
 
 #endif

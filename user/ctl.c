@@ -14,11 +14,12 @@
 #include "ctl.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelog.h"
 #include "worker.h"
 
 #define HTTP_HEAD_MAX 8192
-#define IDLE_MS 60000
-#define LINGER_MS 2000
+#define IDLE_MS 60000  /* a control client that sends nothing for this long is closed */
+#define LINGER_MS 2000 /* from our reply and shutdown to the client's EOF, at most */
 
 struct ctl_client {
 	struct ctl_client *prev, *next;
@@ -33,6 +34,7 @@ struct ctl_client {
 	char *out;
 	size_t out_len, out_off;
 	uint64_t last_ms;
+	uint64_t deadline_ms; /* closed then, whatever it sends (metrics, lingering); 0: IDLE_MS */
 };
 
 /* epoll tags for the three non-client descriptors. */
@@ -192,7 +194,7 @@ static void client_close(struct ctl *c, struct ctl_client *cl)
 		c->clients = cl->next;
 	if (cl->next)
 		cl->next->prev = cl->prev;
-	c->n_clients--;
+	c->n_clients[cl->http]--;
 	close(cl->fd); /* also leaves the epoll set */
 	free(cl->in);
 	free(cl->out);
@@ -279,6 +281,7 @@ static void client_http(struct ctl *c, struct ctl_client *cl)
 		client_out(cl, resp, len);
 	free(resp);
 	cl->close_after = true;
+	cl->deadline_ms = now_ms() + METRICS_RESPONSE_MS;
 }
 
 static void client_update(struct ctl *c, struct ctl_client *cl)
@@ -291,9 +294,11 @@ static void client_update(struct ctl *c, struct ctl_client *cl)
 			return;
 		}
 		/* Closing with unread input would reset the connection and could destroy the
-		 * reply before the client reads it: shut our side and read until its EOF. */
+		 * reply before the client reads it: shut our side and read until its EOF, for
+		 * LINGER_MS at most, however it trickles. */
 		shutdown(cl->fd, SHUT_WR);
 		cl->lingering = true;
+		cl->deadline_ms = now_ms() + LINGER_MS;
 	}
 	ev.events = cl->out_len ? EPOLLOUT : EPOLLIN;
 	if (epoll_ctl(c->ep, EPOLL_CTL_MOD, cl->fd, &ev) < 0)
@@ -379,13 +384,20 @@ static bool peer_allowed(struct ctl *c, struct ctl_client *cl)
 
 static void on_accept(struct ctl *c, int lfd, bool http)
 {
+	static struct ratelog refusals[2];
+	const unsigned max = http ? METRICS_MAX_CLIENTS : CTL_MAX_CLIENTS;
 	struct ctl_client *cl;
+	uint64_t left_out;
 	int fd;
 
 	while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-		if (c->n_clients >= CTL_MAX_CLIENTS) {
+		if (c->n_clients[http] >= max) {
 			close(fd);
-			log_warn("control: %u clients already; refusing another", c->n_clients);
+			if (ratelog_allow(&refusals[http], now_ms(), &left_out))
+				log_warn("%s: %u clients already; refusing another (%llu more "
+					 "refused since the last line)",
+					 http ? "metrics" : "control", c->n_clients[http],
+					 (unsigned long long)left_out);
 			continue;
 		}
 		cl = calloc(1, sizeof(*cl));
@@ -402,11 +414,13 @@ static void on_accept(struct ctl *c, int lfd, bool http)
 		cl->fd = fd;
 		cl->http = http;
 		cl->last_ms = now_ms();
+		if (http)
+			cl->deadline_ms = cl->last_ms + METRICS_REQUEST_MS;
 		cl->next = c->clients;
 		if (c->clients)
 			c->clients->prev = cl;
 		c->clients = cl;
-		c->n_clients++;
+		c->n_clients[http]++;
 		if (ep_add(c, fd, cl, EPOLLIN) < 0) {
 			client_close(c, cl);
 			continue;
@@ -418,15 +432,25 @@ static void on_accept(struct ctl *c, int lfd, bool http)
 	}
 }
 
+/* Control clients go after IDLE_MS without a byte; metrics clients and lingering ones at their
+ * deadline, however they trickle. */
 static void expire_idle(struct ctl *c)
 {
+	static struct ratelog slow;
 	struct ctl_client *cl, *next;
-	uint64_t now = now_ms();
+	uint64_t now = now_ms(), left_out;
 
 	for (cl = c->clients; cl; cl = next) {
 		next = cl->next;
-		if (now - cl->last_ms > (cl->lingering ? LINGER_MS : IDLE_MS))
-			client_close(c, cl);
+		if (cl->deadline_ms ? now < cl->deadline_ms : now - cl->last_ms <= IDLE_MS)
+			continue;
+		if (cl->http && !cl->lingering && ratelog_allow(&slow, now, &left_out))
+			log_info("metrics: closing a client that did not %s within %u ms "
+				 "(%llu more since the last line)",
+				 cl->close_after ? "take its response" : "send its whole request",
+				 cl->close_after ? METRICS_RESPONSE_MS : METRICS_REQUEST_MS,
+				 (unsigned long long)left_out);
+		client_close(c, cl);
 	}
 }
 

@@ -19,7 +19,14 @@
 #define KTLSD_VERSION "0.1.0"
 /* Longest request line accepted, newline excluded (a cert-set carries two PEM texts). */
 #define CTL_LINE_MAX 65536
+/* Connections held at once, each kind with its own cap, so that metrics clients (anyone who can
+ * reach metrics.bind) can never take the control socket's; further ones are closed at accept. */
 #define CTL_MAX_CLIENTS 256
+#define METRICS_MAX_CLIENTS 64
+/* A metrics client has this long from accept to send its whole request, then this long to take
+ * the whole response, whatever it sends meanwhile (docs/metrics.md). */
+#define METRICS_REQUEST_MS 5000
+#define METRICS_RESPONSE_MS 5000
 
 struct reload;
 struct ctl_client;
@@ -35,7 +42,7 @@ struct ctl {
 	pthread_t thread;
 	bool running;
 	struct ctl_client *clients;
-	unsigned n_clients;
+	unsigned n_clients[2]; /* control, metrics (ctl_client.http) */
 };
 
 /* Creates the control socket (mode 0600; its directory 0700 when missing; a stale socket is

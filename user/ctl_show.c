@@ -48,12 +48,13 @@ static json_t *listener_counters(struct stats_listener *sl)
 		json_object_set_new(fail, "other", u64(&sl->reasons_other));
 	for (unsigned l = 0; l < STATS_LIMIT_N; l++)
 		json_object_set_new(lim, stats_limit_name(l), u64(&sl->limit[l]));
-	return json_pack("{s:{s:i,s:I,s:o,s:o},s:o,s:o,s:{s:o,s:o},s:o,s:o}", "connections",
+	return json_pack("{s:{s:i,s:I,s:o,s:o},s:o,s:o,s:{s:o,s:o},s:o,s:o,s:o}", "connections",
 			 "active", (int)atomic_load_explicit(&sl->active, memory_order_relaxed),
 			 "total", (json_int_t)n, "active_by_tier", active, "total_by_tier", total,
 			 "handshakes", hs, "handshake_failures", fail, "bytes", "client_to_backend",
 			 u64(&sl->bytes_c2b), "backend_to_client", u64(&sl->bytes_b2c),
-			 "limit_refusals", lim, "backend_failures", u64(&sl->backend_failures));
+			 "limit_refusals", lim, "backend_failures", u64(&sl->backend_failures),
+			 "sockmap_backlog_resets", u64(&sl->sockmap_backlog_resets));
 }
 
 static void add_counters(struct stats_listener *sl, void *arg)

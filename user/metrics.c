@@ -7,6 +7,7 @@
 
 #include "admit.h"
 #include "certstore.h"
+#include "conn.h"
 #include "ctl.h"
 #include "metrics.h"
 #include "reload.h"
@@ -94,7 +95,20 @@ static bool shown(const struct pass *p, struct stats_listener *sl)
 	       config_listener_by_name(p->cfg, sl->name);
 }
 
-enum { M_ACTIVE, M_TOTAL, M_HS, M_FAIL, M_BYTES, M_HIST, M_LIMIT, M_BACKEND, M_BTLS, M_RESUMED, M_N };
+enum {
+	M_ACTIVE,
+	M_TOTAL,
+	M_HS,
+	M_FAIL,
+	M_BYTES,
+	M_HIST,
+	M_LIMIT,
+	M_BACKEND,
+	M_BTLS,
+	M_RESUMED,
+	M_BACKLOG_RESETS,
+	M_N
+};
 
 static void one_listener(struct stats_listener *sl, void *arg)
 {
@@ -194,6 +208,10 @@ static void one_listener(struct stats_listener *sl, void *arg)
 		sb_printf(b, "ktlsd_handshakes_resumed_total{listener=\"%s\"} %llu\n", l,
 			  (unsigned long long)stats_read(&sl->resumed));
 		break;
+	case M_BACKLOG_RESETS:
+		sb_printf(b, "ktlsd_sockmap_backlog_resets_total{listener=\"%s\"} %llu\n", l,
+			  (unsigned long long)stats_read(&sl->sockmap_backlog_resets));
+		break;
 	}
 }
 
@@ -222,6 +240,9 @@ static const struct {
 		     "(verify, handshake, timeout); each closed its client connection." },
 	[M_RESUMED] = { "ktlsd_handshakes_resumed_total", "counter",
 			"Completed TLS handshakes that resumed a session (a ticket)." },
+	[M_BACKLOG_RESETS] = { "ktlsd_sockmap_backlog_resets_total", "counter",
+			       "Sockmap connections reset because the bytes waiting in the "
+			       "kernel passed limits.sockmap_backlog." },
 };
 
 static void certificates(struct sbuf *b, struct reload *rl)
@@ -266,6 +287,14 @@ int metrics_render(struct reload *rl, char **out, size_t *len)
 	     "Source addresses in the per-source limit table (at most "
 	     "limits.per_source.table_size).");
 	sb_printf(&b, "ktlsd_limit_sources_tracked %u\n", admit_sources_tracked());
+	head(&b, "ktlsd_sockmap_backlog_bytes", "gauge",
+	     "Bytes the sockmap connections have waiting in the kernel, all together.");
+	sb_printf(&b, "ktlsd_sockmap_backlog_bytes %llu\n",
+		  (unsigned long long)dp_sockmap_backlog());
+	head(&b, "ktlsd_sockmap_backlog_budget_bytes", "gauge",
+	     "limits.sockmap_backlog: past it, the largest backlogs are reset.");
+	sb_printf(&b, "ktlsd_sockmap_backlog_budget_bytes %llu\n",
+		  (unsigned long long)p.cfg->limits.sockmap_backlog);
 	head(&b, "ktlsd_start_time_seconds", "gauge", "When ktlsd started, Unix time.");
 	sb_printf(&b, "ktlsd_start_time_seconds %lld\n", (long long)rl->started);
 	head(&b, "ktlsd_last_change_time_seconds", "gauge",

@@ -149,6 +149,11 @@ void stats_limit(struct stats_listener *sl, enum stats_limit l)
 	atomic_fetch_add_explicit(&sl->limit[l], 1, RELAXED);
 }
 
+void stats_sockmap_backlog_reset(struct stats_listener *sl)
+{
+	atomic_fetch_add_explicit(&sl->sockmap_backlog_resets, 1, RELAXED);
+}
+
 void stats_backend_tls_failed(struct stats_listener *sl, enum stats_btls why)
 {
 	atomic_fetch_add_explicit(&sl->backend_tls_failures[why < STATS_BTLS_N ? why : 1], 1,

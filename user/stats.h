@@ -83,6 +83,7 @@ struct stats_listener {
 	stats_u64 backend_failures; /* connections closed because no backend server answered */
 	stats_u64 backend_tls_failures[STATS_BTLS_N];
 	stats_u64 resumed; /* completed handshakes that resumed a session */
+	stats_u64 sockmap_backlog_resets; /* reset by the backlog guard (limits.sockmap_backlog) */
 	struct stats_reason reasons[STATS_REASONS];
 	stats_u64 reasons_other;
 };
@@ -112,6 +113,7 @@ void stats_handshake(struct stats_listener *sl, enum stats_hs r, uint64_t latenc
 		     const char *reason);
 
 void stats_backend_tls_failed(struct stats_listener *sl, enum stats_btls why);
+void stats_sockmap_backlog_reset(struct stats_listener *sl);
 
 void stats_reload(enum stats_reload r);
 uint64_t stats_reloads(enum stats_reload r);

@@ -319,6 +319,9 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_WAKE:
 		on_wake(w, cqe->res);
 		return;
+	case OP_SOCKMAP:
+		dp_sockmap_check(w);
+		return;
 	default:
 		conn_complete(obj, ring_ud_op(ud), cqe->res);
 		return;

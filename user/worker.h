@@ -27,6 +27,7 @@ struct listen_slot {
 } __attribute__((aligned(16)));
 
 struct worker_msg;
+struct sockmap_state;
 
 struct worker {
 	unsigned id;
@@ -48,6 +49,11 @@ struct worker {
 	uint64_t now_ms;
 	uint64_t drain_deadline_ms; /* 0 = not draining */
 	struct __kernel_timespec tick_ts;
+	/* dp_sockmap.c: connections read every SOCKMAP_CHECK_MS (bytes on their way at the last
+	 * reading, or moving), and that check's timeout */
+	struct sockmap_state *sockmap_hot;
+	struct __kernel_timespec sockmap_ts;
+	bool sockmap_armed;
 	bool stop;
 	bool ring_ok;
 } __attribute__((aligned(16)));

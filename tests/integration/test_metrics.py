@@ -1,5 +1,8 @@
 """GET /metrics through the real daemon: scraped, parsed as Prometheus text format, and checked
 against the traffic the test itself sent (handshakes, exact bytes each way, refusals)."""
+import json
+import re
+import select
 import socket
 import ssl
 import subprocess
@@ -8,7 +11,7 @@ import urllib.error
 import urllib.request
 
 from conftest import client_context, fixture, free_port, tls_config
-from ctl_client import ctl, metric, scrape, tls_request, wait_ctl
+from ctl_client import ctl, ktlsctl, metric, scrape, tls_request, wait_ctl
 
 
 def active(samples, listener):
@@ -151,3 +154,95 @@ def test_http_errors_and_the_daemon_keeps_serving(backend, daemon_factory):
         assert s.recv(100).startswith(b"HTTP/1.0 400 ")
     assert http(mport)[0] == 200
     assert tls_request(d.ports[0], b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+
+def closed_within(s, timeout):
+    """Seconds until the daemon closed s (EOF or reset), None if it did not within timeout; what
+    arrives before the end is read and dropped."""
+    t0 = time.monotonic()
+    s.setblocking(False)
+    while time.monotonic() - t0 < timeout:
+        r, _, _ = select.select([s], [], [], 0.2)
+        if not r:
+            continue
+        try:
+            if not s.recv(65536):
+                return time.monotonic() - t0
+        except BlockingIOError:
+            continue
+        except OSError:
+            return time.monotonic() - t0
+    return None
+
+
+def test_idle_metrics_clients_cannot_lock_out_the_control_socket(backend, daemon_factory):
+    """Control and metrics clients have tables of their own (256 and 64): 300 metrics
+    connections that never send a request fill the metrics table, the rest are refused at
+    accept and logged at most once a second, and ktlsctl keeps answering throughout. Every one
+    of them is closed once its request deadline (5 s from accept) passes, and scrapes work
+    again while the 300 sockets are still open on the client's side."""
+    d, mport = metrics_daemon(backend, daemon_factory)
+    t0 = time.monotonic()
+    # The listen backlog is 64: connecting them all takes a few SYN retries (seconds).
+    idle = [socket.create_connection(("127.0.0.1", mport), timeout=10) for _ in range(300)]
+    connecting = time.monotonic() - t0
+    time.sleep(0.5)  # the control thread has accepted them all
+    for _ in range(3):
+        r = ktlsctl(d.ctl_path, "-j", "stats", timeout=20)
+        assert r.returncode == 0 and json.loads(r.stdout)["ok"], (r.returncode, r.stderr)
+    assert ctl(d.ctl_path, {"cmd": "version"}, timeout=10)["ok"]
+    lines = re.findall(r"metrics: 64 clients already; refusing another \((\d+) more refused",
+                       d.log())
+    assert 1 <= len(lines) <= connecting + 2, (connecting, lines)  # not one per refusal (236)
+    t1 = time.monotonic()
+    for s in idle:  # the refused ones at once, the 64 held at their deadline
+        assert closed_within(s, 10) is not None, "a metrics client that sent nothing is open"
+    assert time.monotonic() - t1 < 7
+    assert metric(scrape(mport), "ktlsd_build_info", version="0.1.0") == 1
+    for s in idle:
+        s.close()
+
+
+def test_trickling_metrics_clients_are_closed_at_their_deadlines(backend, daemon_factory):
+    """A byte a second keeps no metrics client alive: the request must be whole 5 s after
+    accept, and once answered, the client has 2 s to go (each byte it sends used to reset the
+    idle timer of 60 s)."""
+    d, mport = metrics_daemon(backend, daemon_factory)
+    req = b"GET /metrics HTTP/1.0\r\nX-Slow: " + b"y" * 40 + b"\r\n\r\n"
+    s = socket.create_connection(("127.0.0.1", mport), timeout=10)
+    t0, took = time.monotonic(), None
+    for i in range(len(req)):  # 68 bytes, one a second: over a minute if nobody stops it
+        if time.monotonic() - t0 > 10:
+            break
+        try:
+            s.send(req[i:i + 1])
+        except OSError:
+            took = time.monotonic() - t0
+            break
+        if closed_within(s, 1.0) is not None:
+            took = time.monotonic() - t0
+            break
+    s.close()
+    assert took is not None and 4.0 < took < 8.0, took
+
+    # Answered (the response, then ktlsd's FIN), then trickling instead of closing: ktlsd
+    # closes its socket 2 s after the answer, and a send then meets a reset.
+    s = socket.create_connection(("127.0.0.1", mport), timeout=10)
+    s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    assert b"ktlsd_build_info" in data
+    t0, took = time.monotonic(), None
+    while time.monotonic() - t0 < 15:
+        try:
+            s.send(b"z")
+        except OSError:
+            took = time.monotonic() - t0
+            break
+        time.sleep(0.5)
+    s.close()
+    assert took is not None and 1.5 < took < 5.0, took
+    # The control socket and the endpoint serve as before.
+    assert ctl(d.ctl_path, {"cmd": "version"}, timeout=10)["ok"]
+    assert metric(scrape(mport), "ktlsd_build_info", version="0.1.0") == 1

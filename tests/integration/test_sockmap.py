@@ -2,6 +2,7 @@
 sockhash, byte-exact both ways; the live state bpftool shows (conns, counters); ends, resets,
 backend death and daemon restarts leaving no socket in the daemon and no entry in the maps."""
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -10,8 +11,10 @@ import re
 import shutil
 import signal
 import socket
+import select
 import struct
 import subprocess
+import termios
 import threading
 import time
 import uuid
@@ -19,6 +22,7 @@ import uuid
 import pytest
 
 from conftest import KTLSD, PY, Daemon, TcpBackend, free_port, wait_port
+from ctl_client import metric, scrape
 
 CTL = os.path.join(os.path.dirname(KTLSD), "ktlsctl")
 MIB = 1 << 20
@@ -579,7 +583,8 @@ def killed_daemon_then_restart(d, cfg, s_port, daemon_factory):
 def test_clients_that_stop_reading_are_reset_not_buffered(daemon_factory):
     """A sockhash redirect has no backpressure: without ktlsd's budget, whatever backends send
     to clients that stopped reading would pile up in kernel memory. 12 such connections of up
-    to 96 MiB each pass the 512 MiB budget; connections over 64 MiB are then reset."""
+    to 96 MiB each pass the default 512 MiB budget; the largest are then reset until the rest
+    fit in it."""
     def flood(c, seed, back):
         n = 0
         with contextlib.suppress(OSError):
@@ -599,4 +604,78 @@ def test_clients_that_stop_reading_are_reset_not_buffered(daemon_factory):
     d.wait_log("closed: sockmap backlog limit")
     for s in socks:
         s.close()
+    assert_clean(d)
+
+
+def wait_sent(s, timeout=10.0):
+    """Until the peer (ktlsd's socket) has acknowledged every byte s sent."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = struct.unpack("i", fcntl.ioctl(s, termios.TIOCOUTQ, b"\0" * 4))[0]
+        if not left:
+            return
+        assert time.monotonic() < deadline, "%d bytes still unsent" % left
+        time.sleep(0.01)
+
+
+def test_backlog_budget_bounds_all_connections_together(daemon_factory):
+    """limits.sockmap_backlog bounds what all connections together have waiting in the kernel,
+    however it is spread: none of these connections reaches the old 64 MiB per-connection
+    floor. With a budget of 64 MiB and backends that never read, four clients send 16.5, 42.5,
+    18.5 and 22.5 MiB one after the other. Of each, ktlsd's socket towards the backend queues 1
+    to 4 MiB (its send buffer grows to tcp_wmem's maximum), which TCP bounds and is not
+    backlog; the rest, some 14, 40, 16 and 20 MiB, waits in the sockmap queues. The third takes
+    the total past the budget: the largest (the second, 40 MiB) is reset, and only it,
+    whichever worker holds it; the three left (some 50 MiB) fit and keep their connections.
+    Counted in ktlsd_sockmap_backlog_resets_total and logged once."""
+    budget = 64 * MIB
+    release = threading.Event()
+
+    def never_read(c, seed, back):
+        release.wait(60)
+        c.close()
+    be = StreamBackend(behaviour=never_read)
+    be.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited at accept
+    mport = free_port()
+    cfg = tcp_config([be.addr], timeouts={"idle_ms": 60000})
+    cfg.update(workers=2, limits={"sockmap_backlog": budget},
+               metrics={"bind": "127.0.0.1:%d" % mport})
+    d = daemon_factory(cfg)
+    sizes = [33 * MIB // 2, 85 * MIB // 2, 37 * MIB // 2, 45 * MIB // 2]
+    socks = []
+
+    def gone(s, timeout):
+        return bool(select.select([s], [], [], timeout)[0])  # its end (or a reset) came
+    try:
+        for i, n in enumerate(sizes):
+            s = socket.create_connection(("127.0.0.1", d.ports[0]), timeout=30)
+            s.sendall(struct.pack("<QQ", 200 + i, 0) + b"s" * n)
+            wait_sent(s, 30)  # all of it in ktlsd's sockets or the sockmap queues
+            socks.append(s)
+            time.sleep(0.5)  # many backlog checks
+            if i == 1:
+                assert "is not keeping up" not in d.log()
+                assert 40 * MIB < metric(scrape(mport), "ktlsd_sockmap_backlog_bytes") <= budget
+            if i == 2:
+                d.wait_log("the backend is not keeping up")
+                assert gone(socks[1], 10)
+        assert [gone(s, 0) for s in socks] == [False, True, False, False], d.log()[-3000:]
+        with pytest.raises(OSError):  # the reset one: its end, then a reset at the next send
+            socks[1].recv(10)
+            socks[1].sendall(b"x" * 100000)
+            time.sleep(0.2)
+            socks[1].sendall(b"x")
+        port = socks[1].getsockname()[1]
+        lines = [l for l in d.log().splitlines() if "is not keeping up" in l]
+        assert len(lines) == 1 and ("peer=127.0.0.1:%d " % port) in lines[0], lines
+        m = scrape(mport)
+        assert metric(m, "ktlsd_sockmap_backlog_resets_total", listener="plain") == 1
+        # The three left still hold their bytes, and they fit.
+        left = metric(m, "ktlsd_sockmap_backlog_bytes")
+        assert 40 * MIB < left <= budget, left
+        assert metric(m, "ktlsd_sockmap_backlog_budget_bytes") == budget
+    finally:
+        release.set()
+        for s in socks:
+            s.close()
     assert_clean(d)

@@ -108,6 +108,7 @@ static void test_minimal_config_gets_documented_defaults(void **state)
 	assert_int_equal(cfg->limits.per_source.max_handshakes, 32);
 	assert_int_equal(cfg->limits.per_source.max_connections, 10000);
 	assert_int_equal(cfg->limits.per_source.table_size, 65536);
+	assert_int_equal(cfg->limits.sockmap_backlog, 512ull << 20);
 	assert_null(cfg->user);
 	assert_null(cfg->group);
 	assert_int_equal(cfg->key_file_permissions, CFG_KEYPERM_REFUSE);
@@ -265,7 +266,8 @@ static void test_limits_and_privilege_fields(void **state)
 	   "\"backend\": \"app\"}]," MINIMAL_TAIL ","
 	cfg = load_ok(L1 "\"limits\": {\"max_connections\": 5, \"max_handshakes\": 3, "
 		      "\"per_source\": {\"rate\": 7, \"burst\": 9, \"max_handshakes\": 0, "
-		      "\"table_size\": 64}}, \"user\": \"ktlsd\", \"group\": \"ssl\", "
+		      "\"table_size\": 64}, \"sockmap_backlog\": 8589934592}, \"user\": \"ktlsd\", "
+		      "\"group\": \"ssl\", "
 		      "\"key_file_permissions\": \"warn\"}");
 	assert_int_equal(cfg->limits.max_connections, 5);
 	assert_int_equal(cfg->limits.max_handshakes, 3);
@@ -273,13 +275,15 @@ static void test_limits_and_privilege_fields(void **state)
 	assert_int_equal(cfg->limits.per_source.burst, 9);
 	assert_int_equal(cfg->limits.per_source.max_handshakes, 0);
 	assert_int_equal(cfg->limits.per_source.table_size, 64);
+	assert_int_equal(cfg->limits.sockmap_backlog, 8ull << 30); /* past 32 bits */
 	assert_string_equal(cfg->user, "ktlsd");
 	assert_string_equal(cfg->group, "ssl");
 	assert_int_equal(cfg->key_file_permissions, CFG_KEYPERM_WARN);
 	config_put(cfg);
 	expect_errors(L1 "\"limits\": {\"max_handshakes\": 0, \"per_source\": "
-		      "{\"table_size\": 10, \"burst\": 0, \"x\": 1}}}",
+		      "{\"table_size\": 10, \"burst\": 0, \"x\": 1}, \"sockmap_backlog\": 4096}}",
 		      "limits.max_handshakes: must be an integer from 1",
+		      "limits.sockmap_backlog: must be an integer from 1048576 to 1099511627776",
 		      "limits.per_source.table_size: must be an integer from 64",
 		      "limits.per_source.burst: must be an integer from 1",
 		      "limits.per_source.x: unknown field", NULL);

@@ -4,19 +4,21 @@
 
 B ?= build
 CC ?= gcc
+
+# make check: a separate tree built with ASan+UBSan. Before CFLAGS_BASE, whose -I$(B)/bpf must
+# name that tree's BPF skeleton (else make check works only after a plain make).
+ifeq ($(SAN),1)
+B := build/san
+CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+endif
+
 PKGS := libssl libcrypto liburing jansson libbpf
 CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-Iuser -Iinclude -I$(B) -I$(B)/bpf $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS ?= -O2 -g
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
 	echo -lssl -lcrypto -luring -ljansson -lbpf -lelf -lz) -lpthread
-
-# make check: a separate tree built with ASan+UBSan.
-ifeq ($(SAN),1)
-B := build/san
-CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-LDFLAGS += -fsanitize=address,undefined
-endif
 
 ifneq ($(V),1)
 Q := @
@@ -85,10 +87,10 @@ PYTEST := /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider
 TEST_ENV := KTLSD_BUILD=$(abspath $(B)) KTLSD_FIXTURES=$(abspath $(B)/fixtures)
 
 # cmocka prints its summary on stderr: fold it into stdout for CI logs.
-unit: $(UNIT_BIN) $(FIXTURES)
+unit: deps-check $(UNIT_BIN) $(FIXTURES)
 	$(Q)fail=0; for t in $(UNIT_BIN); do $(TEST_ENV) $$t 2>&1 || fail=1; done; exit $$fail
 
-integration: all $(FIXTURES)
+integration: deps-check all $(FIXTURES)
 	$(Q)$(TEST_ENV) $(PYTEST) tests/integration 2>&1
 
 # Every stage runs even when an earlier one fails, and says how long it took; exit 77 from the
@@ -96,28 +98,35 @@ integration: all $(FIXTURES)
 stage = echo "== $(1)"; t0=$$(date +%s); $(2); rc=$$?; \
 	echo "== $(1): $$([ $$rc = 0 ] && echo ok || echo FAILED) in $$(( $$(date +%s) - t0 )) s"; \
 	[ $$rc = 0 ] || fail=1;
+# The first stage checks that each target in make help works from a fresh clone under /tmp
+# and that the VM guest sees such a tree (tests/fresh-clone.sh; a few seconds).
+FRESH_CLONE_CHECK = bash tests/fresh-clone.sh 2>&1
+# make -n runs a recipe that calls $(MAKE), as test's does; $(call dry,COMMAND) then prints
+# COMMAND instead, so that make -n test shows the VM stage without booting anything.
+dry = $(if $(findstring n,$(firstword -$(MAKEFLAGS))),echo '$(1)',$(1))
 test: deps-check all $(UNIT_BIN) $(FIXTURES)
 	$(Q)fail=0; \
+	$(call stage,make targets in a fresh clone (tests/fresh-clone.sh),$(call dry,$(FRESH_CLONE_CHECK))) \
 	$(call stage,unit tests (cmocka),$(MAKE) --no-print-directory unit) \
 	$(call stage,integration tests (real daemon and clients),$(MAKE) --no-print-directory integration) \
 	$(call stage,ASan+UBSan: unit and integration (make check),$(MAKE) --no-print-directory check) \
 	$(call stage,valgrind memcheck: integration subset (make valgrind-ci),$(MAKE) --no-print-directory valgrind-ci) \
 	$(call stage,fuzz targets $(FUZZ_CI_SECONDS) s each,$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS)) \
 	echo '== kTLS tests in QEMU (Debian 6.1 and 6.12 kernels)'; t0=$$(date +%s); \
-		$(VMTEST); rc=$$?; \
+		$(call dry,$(VMTEST)); rc=$$?; \
 		echo "== kTLS tests in QEMU: rc $$rc in $$(( $$(date +%s) - t0 )) s"; \
 		if [ $$rc = 77 ]; then echo 'vmtest: SKIPPED (reason above)'; \
 		elif [ $$rc != 0 ]; then fail=1; fi; \
 	exit $$fail
 
-check:
+check: deps-check
 	$(Q)KTLSD_SANITIZED=1 $(MAKE) --no-print-directory SAN=1 unit integration
 
 # The integration suite with every daemon under valgrind's memcheck: an error or a definite leak
 # fails the test that started that daemon (tests/integration/conftest.py; false positives of
 # valgrind itself are in tests/valgrind.supp). VALGRIND_TESTS picks tests (default: all).
 VALGRIND_TESTS ?= tests/integration
-valgrind: all $(FIXTURES)
+valgrind: deps-check all $(FIXTURES)
 	$(Q)KTLSD_VALGRIND=1 $(TEST_ENV) $(PYTEST) $(VALGRIND_TESTS) 2>&1
 
 # make test's valgrind stage: the whole suite takes too long under memcheck on 2 cores, so this
@@ -149,12 +158,14 @@ VALGRIND_CI_TESTS := $(I)test_daemon.py $(I)test_clients.py $(I)test_bad_input.p
 	$(I)test_privileges.py::test_daemon_runs_as_user_with_only_net_bind_service \
 	$(I)test_hostile.py::test_malformed_and_oversized_client_hellos_are_refused_by_the_parser \
 	$(I)test_hostile.py::test_a_flood_beyond_max_connections_is_refused_at_accept
-valgrind-ci:
+valgrind-ci: deps-check
 	$(Q)$(MAKE) --no-print-directory valgrind VALGRIND_TESTS='$(VALGRIND_CI_TESTS)'
 
-VMTEST = $(TEST_ENV) bash tests/vm/run.sh 2>&1
+# The guest scripts take $(B)/ktlsd and the fixtures (tests/vm/guest/*.sh, "# vm-files:").
+# VMTEST_KERNELS=6.1 (or 6.12) boots only that kernel; the default is both, side by side.
+VMTEST = $(TEST_ENV) bash tests/vm/run.sh $(VMTEST_KERNELS) 2>&1
 
-vmtest: all
+vmtest: deps-check all $(FIXTURES)
 	$(Q)$(VMTEST)
 
 # make fuzz: each libFuzzer target for FUZZ_SECONDS (default 60), from its seed corpus in
@@ -176,7 +187,7 @@ $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard user/*.[chS]) | $(BPF_SKEL)
 	$(Q)mkdir -p $(@D)
 	$(Q)clang $(CFLAGS_BASE) $(FUZZ_CFLAGS) $< $($(notdir $@)_SRC) $(LDLIBS) -o $@
 
-fuzz: $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
+fuzz: deps-check $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
 	$(Q)for t in $(FUZZ_TARGETS); do \
 		a=$(B)/fuzz/artifacts-$$t; rm -rf $$a; mkdir -p $(B)/fuzz/corpus-$$t $$a && \
 		echo "== fuzz_$$t for $(FUZZ_SECONDS) s" && \
@@ -196,8 +207,13 @@ run: deps-check all
 deps:
 	$(Q)sh tools/deps.sh install
 
+# Every target that runs tests, the demo or the benchmark checks the packages first, so that it
+# works as the first command in a fresh clone; once per top-level make (the sub-makes of test,
+# check and valgrind-ci skip it).
 deps-check:
+ifeq ($(MAKELEVEL),0)
 	$(Q)sh tools/deps.sh check
+endif
 
 # Binaries, the systemd unit, docs and an example config under $(DESTDIR)/usr/local; the example
 # also becomes /etc/ktlsd/ktlsd.json (what the unit runs) unless that file exists.
@@ -252,6 +268,6 @@ $(B)/bench/%: bench/%.c
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(BENCH_CFLAGS) $< -lssl -lcrypto -o $@
 
-bench: all $(B)/bench/tlsload $(B)/bench/sinkd
+bench: deps-check all $(B)/bench/tlsload $(B)/bench/sinkd
 	$(Q)sh bench/deps.sh
 	$(Q)/usr/bin/python3 bench/run.py $(B)

@@ -19,9 +19,12 @@
 #   COMMAND runs under busybox sh as root in the guest's copy of the current directory, with
 #   VMTEST_KERNEL set to the -k value. 127.0.0.1 and ::1 work; the guest has no other network.
 #
-# The guest's /init mounts proc, sys, devtmpfs, devpts, bpf (/sys/fs/bpf) and tmpfs /tmp, brings
-# up lo, loads the CPU's crypto drivers (as udev would) and tls.ko, runs COMMAND, prints
-# /proc/net/tls_stat and the sentinel line "VMTEST-EXIT=<status>", and powers off.
+# The guest's /init mounts proc, sys, devtmpfs, devpts, bpf (/sys/fs/bpf) and tmpfs /dev/shm,
+# brings up lo, loads the CPU's crypto drivers (as udev would) and tls.ko, runs COMMAND, prints
+# /proc/net/tls_stat and the sentinel line "VMTEST-EXIT=<status>", and powers off. It mounts
+# nothing on /tmp: that is a directory of the guest's root, itself a tmpfs (the initramfs), so a
+# tree copied from the host's /tmp stays visible. A current directory or -f path under /dev, /proc
+# or /sys, which /init does mount over, is refused.
 #
 # Cache: BUILD_DIR/kernels/<package>_<version>/ keeps vmlinuz and the module archive; a second
 # run with the same package neither downloads nor extracts. The console goes to stdout and to
@@ -70,6 +73,22 @@ while getopts "k:b:f:e:t:m:h" opt; do
 done
 shift $((OPTIND - 1))
 [[ $# -gt 0 && -n "$series" ]] || usage "$EXIT_HARNESS"
+
+# What the guest's /init (below) mounts over: a host path under one would be hidden in the guest.
+readonly GUEST_MOUNT_POINTS=(/dev /proc /sys)
+
+# Dies if the absolute path $1 (named by $2) lies under one of GUEST_MOUNT_POINTS.
+check_guest_path() {
+	local mnt
+	for mnt in "${GUEST_MOUNT_POINTS[@]}"; do
+		[[ "$1" != "$mnt" && "$1" != "$mnt"/* ]] ||
+			die "$2 $1 is under $mnt, which the guest's /init mounts over; move it elsewhere"
+	done
+}
+check_guest_path "$(pwd -P)" "the current directory"
+for path in "${host_paths[@]}"; do
+	check_guest_path "$(realpath -m "$path")" "-f"
+done
 
 case "$series" in
 6.1) pkg_regex='^linux-image-6\.1\.0-[0-9]+-cloud-amd64$' ;;
@@ -156,6 +175,7 @@ mkdir -p "$root"/{dev,proc,sys,tmp,run,root,etc,vmtest} "$root"/usr/{bin,sbin,li
 for dir in bin sbin lib lib64; do
 	ln -s "usr/$dir" "$root/$dir"
 done
+chmod 1777 "$root/tmp"
 
 # The guest mirrors the host's merged /usr: a host path is stored under its directory's real
 # path (/lib/x86_64-linux-gnu/libc.so.6 -> /usr/lib/x86_64-linux-gnu/libc.so.6), so no archive
@@ -240,7 +260,7 @@ mkdir -p "$root$guest_cwd"
 		[[ "$var" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "-e wants NAME=VALUE, got '$var'"
 		echo "export ${var%%=*}=$(sh_quote "${var#*=}")"
 	done
-	echo "cd $(sh_quote "$guest_cwd")"
+	echo "cd $(sh_quote "$guest_cwd") || exit $EXIT_HARNESS"
 	sh_quote "$@"
 	echo
 } >"$root/vmtest/cmd.sh"
@@ -254,7 +274,6 @@ exec </dev/console >/dev/console 2>&1
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t bpf bpf /sys/fs/bpf
-mount -t tmpfs tmp /tmp
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs shm /dev/shm

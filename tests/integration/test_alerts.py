@@ -145,10 +145,14 @@ def test_alert(ktlsd_port, openssl_server, case, version, records, expected, sam
     assert got == expected, "ktlsd answered %r (openssl s_server: %r)" % (got, ref)
 
 
-def test_renegotiation_attempts_are_logged_once_per_connection(ktlsd_port):
+def test_renegotiation_attempts_are_logged_once_per_connection(backend, daemon_factory):
     """A client may put a ClientHello in every record: each gets its no_renegotiation warning,
-    but the log has one line for the connection (docs/security.md, "Logging")."""
-    port, d = ktlsd_port
+    but the log has one line for the connection (docs/security.md, "Logging"). A daemon of its
+    own: the line is also limited to one a second over all connections."""
+    cfg = tls_config([backend.addr], security_policy="alerts")
+    cfg["security_policies"] = {"alerts": POLICY}
+    d = daemon_factory(cfg)
+    port = d.ports[0]
     t = RawTLS(port, "1.2", CIPHERS12["gcm"])
     try:
         local = "127.0.0.1:%d" % t.sock.getsockname()[1]

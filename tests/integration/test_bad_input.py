@@ -52,15 +52,20 @@ def test_truncated_handshake_then_close(daemon):
     still_serves(daemon)
 
 
-def test_stalled_handshake_times_out(backend, daemon_factory):
+@pytest.mark.parametrize("part,result", [(20, "client hello timeout"),
+                                         (None, "handshake timeout")])
+def test_stalled_handshake_times_out(backend, daemon_factory, part, result):
+    """A client that stops inside its ClientHello, or after it (never answering the server's
+    flight), is closed at handshake_ms (client_hello_ms is the smaller here, at its default)."""
     d = daemon_factory(tls_config([backend.addr], timeouts={"handshake_ms": 500}))
     hello = client_hello_bytes()
     with socket.create_connection(("127.0.0.1", d.ports[0])) as s:
-        s.sendall(hello[:20])
+        s.sendall(hello[:part])
         start = time.monotonic()
-        assert recv_all(s, timeout=5) == b""
+        data = recv_all(s, timeout=5)
         assert time.monotonic() - start < 3
-    d.wait_log("result=handshake timeout")
+    assert (data == b"") == (part is not None)  # the whole hello got the server's flight
+    d.wait_log("result=" + result)
     still_serves(d)
 
 

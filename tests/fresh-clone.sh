@@ -85,7 +85,7 @@ for target in "${targets[@]}"; do
 			"$need_ktlsd" "$need_ktlsctl" "$need_unit" "$need_fixtures"
 		expect test stages "$out" "$need_san_ktlsd" "$need_san_fixtures" "$need_san_unit" \
 			"$need_san_skel" \
-			'^echo vmtest-ran$' '^echo fresh-ran$' 'build/fuzz/fuzz_config$'
+			'^(VMTEST_MIB=[0-9]+ )?echo vmtest-ran$' '^echo fresh-ran$' 'build/fuzz/fuzz_config$'
 		! grep -Eq '^(vmtest|fresh)-ran$' <<<"$out" ||
 			fail "make -n test ran its VM stage or this script instead of printing them"
 		;;

@@ -743,7 +743,6 @@ int conn_accept(struct worker *w, struct listener_rt *l, int fd,
 		const struct sockaddr_storage *peer, struct admit_hold *hold)
 {
 	struct conn *c = aligned_alloc(16, sizeof(*c));
-	int one = 1;
 
 	if (!c) {
 		close(fd);
@@ -768,7 +767,6 @@ int conn_accept(struct worker *w, struct listener_rt *l, int fd,
 	c->limits = *hold;
 	*hold = (struct admit_hold){ 0 };
 	addr_text(&c->peer, c->peer_text, sizeof(c->peer_text));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	worker_conn_added(w, c);
 	if (l->cfg->protocol == CFG_PROTO_TLS) {
 		c->ktls_candidate = datapath_ktls_allowed(l->cfg);

@@ -17,6 +17,21 @@ static enum ktlsd_state conn_state(const struct conn *c)
 
 void conn_bpf_open(struct conn *c)
 {
+	/* dp_sockmap makes its own entry, before the verdict may count into it. */
+	if (!bpfmap_loaded() || c->tier == KTLSD_TIER_NONE || c->dp == &dp_sockmap)
+		return;
+	c->bpf_want = true;
+	if (c->ssl && SSL_is_init_finished(c->ssl)) {
+		const SSL_CIPHER *ci = SSL_get_current_cipher(c->ssl);
+
+		c->tls_version = (uint16_t)SSL_version(c->ssl);
+		c->cipher_id = ci ? SSL_CIPHER_get_protocol_id(ci) : 0;
+	}
+}
+
+/* The entry, made at the first tick of the connection's forwarding life. */
+static void entry_create(struct conn *c)
+{
 	struct ktlsd_conn e = {
 	    .listener = (uint32_t)c->l->index,
 	    .state = conn_state(c),
@@ -25,25 +40,18 @@ void conn_bpf_open(struct conn *c)
 	    .bytes_b2c = c->bytes_b2c,
 	    .start_ns = c->start_ms * 1000000ull,
 	    .last_ns = c->active_ms * 1000000ull,
+	    .tls_version = c->tls_version,
+	    .cipher_suite = c->cipher_id,
 	};
 
-	/* dp_sockmap makes its own entry, before the verdict may count into it. */
-	if (!bpfmap_loaded() || c->tier == KTLSD_TIER_NONE || c->dp == &dp_sockmap)
-		return;
+	c->bpf_want = false;
 	c->cookie = bpfmap_cookie(c->cfd);
 	if (!c->cookie)
 		return;
 	if (c->bfd >= 0)
 		e.backend_cookie = bpfmap_cookie(c->bfd);
-	if (c->ssl && SSL_is_init_finished(c->ssl)) {
-		const SSL_CIPHER *ci = SSL_get_current_cipher(c->ssl);
-
-		e.tls_version = (uint16_t)SSL_version(c->ssl);
-		if (ci) {
-			e.cipher_suite = SSL_CIPHER_get_protocol_id(ci);
-			strncpy(e.cipher, SSL_CIPHER_get_name(ci), sizeof(e.cipher) - 1);
-		}
-	}
+	if (c->cipher_id && c->cipher)
+		strncpy(e.cipher, c->cipher, sizeof(e.cipher) - 1);
 	if (bpfmap_conn_put(c->cookie, &e) < 0)
 		c->cookie = 0; /* map full: this connection is not listed */
 }
@@ -52,6 +60,10 @@ void conn_bpf_sync(struct conn *c)
 {
 	struct ktlsd_conn e;
 
+	if (c->bpf_want) {
+		entry_create(c);
+		return;
+	}
 	/* The sockmap tier keeps its entry itself (dp_sockmap.c: the kernel moves its bytes). Other
 	 * tiers: written when ktlsd's own counts moved since the last tick (stats_conn_flush calls
 	 * this before it takes them), so an idle connection costs no syscall. */
@@ -73,4 +85,5 @@ void conn_bpf_close(struct conn *c)
 	if (c->cookie)
 		bpfmap_conn_del(c->cookie);
 	c->cookie = 0;
+	c->bpf_want = false;
 }

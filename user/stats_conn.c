@@ -70,17 +70,22 @@ void stats_conn_logged(struct conn *c, const char *result)
 	stats_handshake(sl, r, c->hs_ms * 1000, r == STATS_HS_OK ? NULL : reason);
 }
 
-void stats_conn_flush(struct conn *c)
+static void count_bytes(struct conn *c)
 {
-	conn_bpf_sync(c);
 	stats_bytes(c->l->stats, c->bytes_c2b - c->acct_c2b, c->bytes_b2c - c->acct_b2c);
 	c->acct_c2b = c->bytes_c2b;
 	c->acct_b2c = c->bytes_b2c;
 }
 
+void stats_conn_flush(struct conn *c)
+{
+	conn_bpf_sync(c);
+	count_bytes(c);
+}
+
 void stats_conn_freed(struct conn *c)
 {
-	stats_conn_flush(c);
+	count_bytes(c); /* not the entry: it goes now */
 	conn_bpf_close(c);
 	stats_conn_closed(c->l->stats, (enum stats_tier)c->tier);
 	free(c->sni);

@@ -21,7 +21,8 @@ import uuid
 
 import pytest
 
-from conftest import KTLSD, PY, Daemon, TcpBackend, free_port, wait_port
+from conftest import (KTLSD, PY, Daemon, TcpBackend, client_context, free_port, tls_config,
+                      wait_port)
 from ctl_client import metric, scrape
 
 CTL = os.path.join(os.path.dirname(KTLSD), "ktlsctl")
@@ -305,6 +306,47 @@ def test_bpftool_shows_live_connections_and_counters(daemon_factory):
     # The per-CPU counters: 5 × (header + 8 MiB) client → backend, at least.
     assert counter_bytes(d.pin_path, 0, 0, 0) - c2b0 >= 5 * (8 * MIB + 16)
     assert counter_bytes(d.pin_path, 0, 0, 1) >= 5 * 8 * MIB
+
+
+def test_a_userspace_tier_connection_is_listed_from_the_next_tick(daemon_factory):
+    """A TLS connection on the userspace tier gets its conns entry from the worker's tick (within
+    100 ms; a connection that ends sooner costs no bpf() call), with its TLS version, suite and
+    byte counts, and loses it when it ends."""
+    def echo(c):
+        with contextlib.suppress(OSError):
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                c.sendall(b)
+        c.close()
+    be = TcpBackend(echo)
+    d = daemon_factory(tls_config([be.addr]))
+    raw = socket.create_connection(("127.0.0.1", d.ports[0]), timeout=10)
+    s = client_context().wrap_socket(raw, server_hostname="localhost")
+    s.sendall(b"x" * 1000)
+    got = b""
+    while len(got) < 1000:
+        got += s.recv(65536)
+    deadline = time.monotonic() + 5
+    while not live_conns(d) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    listed = time.monotonic()
+    entries = live_conns(d)
+    assert len(entries) == 1, entries
+    (v,) = entries.values()
+    assert v["tier"] == "KTLSD_TIER_USERSPACE" and v["state"] == "KTLSD_STATE_FORWARDING", v
+    assert v["tls_version"] == 0x0304 and v["backend_cookie"] != 0, v
+    assert v["cipher_suite"] == 0x1301 and s.cipher()[0] == "TLS_AES_128_GCM_SHA256", v
+    assert v["cipher"] == "TLS_AES_128_GCM_SHA256", v
+    while v["bytes_c2b"] < 1000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        (v,) = live_conns(d).values()
+    assert v["bytes_c2b"] == 1000 and v["bytes_b2c"] == 1000, v
+    s.close()
+    while live_conns(d) and time.monotonic() < listed + 5:
+        time.sleep(0.02)
+    assert live_conns(d) == {}
 
 
 def test_early_bytes_before_the_handover_arrive_in_order(daemon_factory):

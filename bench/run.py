@@ -19,17 +19,18 @@ terminator connects the backend for each. It reports requests/s, the terminator'
 (TLS version, certificate, client TCP_NODELAY on or off) in NC_VARIANTS. With Nagle on, a client's
 request waits for the ACK of its Finished: a server that sends nothing after the client's Finished
 (TLS 1.3 without session tickets) delays it by its delayed ACK, ~40 ms. Runs are time-bounded, so a
-40 ms-per-request terminator takes no longer. By default the variants are TLS 1.3 ECDSA with and
-without NODELAY, and TLS 1.3 RSA with NODELAY (~1.5 min of a full run); BENCH_NEWCONN=full runs the
-whole matrix TLS 1.2/1.3 × ECDSA/RSA × NODELAY on/off (~4 min; it adds TLS 1.2 listeners,
-ECDHE-ECDSA/RSA-AES128-GCM-SHA256 with X25519, to every terminator).
+40 ms-per-request terminator takes no longer. The variants are the whole matrix TLS 1.2/1.3 ×
+ECDSA/RSA × NODELAY on/off (~4 min; it adds TLS 1.2 listeners, ECDHE-ECDSA/RSA-AES128-GCM-SHA256
+with X25519, to every terminator); BENCH_NEWCONN=short runs only TLS 1.3 ECDSA with and without
+NODELAY and TLS 1.3 RSA with NODELAY. Then every terminator is restarted with NC_WORKERS workers
+on both CPUs for TLS 1.3 ECDSA with NODELAY (the nc2_ rows and the scaling line of latest.md).
 
 Environment:
   BENCH_QUICK=1            short smoke run (one repetition, 1 s timed runs, 500 idle connections)
   BENCH_ONLY=G[,G...]      only these figure groups: mem, bulk, hs, lat, newconn (default: all);
                            latest.md then holds only their rows, e.g.
                            BENCH_QUICK=1 BENCH_ONLY=newconn make B=build/bench bench
-  BENCH_NEWCONN=full       the newconn figure's full matrix (see above)
+  BENCH_NEWCONN=short      the newconn figure's three main variants only (see above)
 """
 import json
 import os
@@ -77,8 +78,13 @@ NC_CONNS = 16                     # requests (connections) in flight
 NC_SECS = 1 if QUICK else 2       # counted seconds per run, after NC_WARMUP_MS
 NC_WARMUP_MS = 500
 NC_MATRIX = [(v, k, nd) for v in ("1.3", "1.2") for k in ("ecdsa", "rsa") for nd in (True, False)]
-NC_VARIANTS = NC_MATRIX if os.environ.get("BENCH_NEWCONN") == "full" else \
+NC_VARIANTS = NC_MATRIX if os.environ.get("BENCH_NEWCONN", "full") == "full" else \
     [("1.3", "ecdsa", True), ("1.3", "ecdsa", False), ("1.3", "rsa", True)]
+# The same workload with 2 workers on both CPUs (SO_REUSEPORT listeners for ktlsd, threads for
+# HAProxy, processes for nginx; stunnel has a thread per connection either way), for the
+# per-worker scaling: TLS 1.3 ECDSA, NODELAY.
+NC_MULTI = ("1.3", "ecdsa", True)
+NC_WORKERS = 2
 if "newconn" not in ONLY:
     NC_VARIANTS = []
 # Listeners of every terminator: (name, certificate, TLS version). The TLS 1.2 ones exist only
@@ -198,6 +204,7 @@ class Terminator:
         self.backend = backend_port
         self.ports = {name: free_port() for name, _kind, _version in LISTENERS}
         self.proc = None
+        self.workers = 1  # worker threads or processes, pinned to CPU_TERM; more: all CPUs
 
     def cmd(self):
         raise NotImplementedError
@@ -205,7 +212,8 @@ class Terminator:
     def start(self):
         self.write_config()
         self.err = open(os.path.join(WORK, f"{self.name}.log"), "a")
-        self.proc = subprocess.Popen(["taskset", "-c", CPU_TERM] + self.cmd(), cwd=WORK,
+        cpus = CPU_TERM if self.workers == 1 else f"{CPU_LOAD},{CPU_TERM}"
+        self.proc = subprocess.Popen(["taskset", "-c", cpus] + self.cmd(), cwd=WORK,
                                      stdin=subprocess.DEVNULL, stdout=self.err, stderr=self.err)
         for kind in self.ports:
             wait_port(self.ports[kind], self.proc, self.name)
@@ -239,7 +247,7 @@ class Ktlsd(Terminator):
     def write_config(self):
         self.sock = self.path("sock")
         cfg = {
-            "workers": 1,
+            "workers": self.workers,
             "listeners": [{"name": name, "bind": f"127.0.0.1:{self.ports[name]}",
                            "certificates": [kind],
                            "security_policy": "bench" if version == "1.3" else "bench12",
@@ -302,7 +310,7 @@ frontend {name}
 """ for name, kind, version in LISTENERS)
         with open(self.path("cfg"), "w") as f:
             f.write(f"""global
-    nbthread 1
+    nbthread {self.workers}
     maxconn {MAXCONN}
     tune.ssl.cachesize 0
     ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets
@@ -345,7 +353,7 @@ class Nginx(Terminator):
             f.write(f"""load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {self.workers};
 worker_rlimit_nofile {_NOFILE};
 pid {self.path("pid")};
 error_log {self.path("err")} error;
@@ -504,6 +512,12 @@ FIGURES += [(f"nccpu_{nc_name(*v)[0]}", f"  CPU per new-connection request, {nc_
              "ms", False, "newconn") for v in NC_VARIANTS]
 FIGURES += [(f"ncp50_{nc_name(*v)[0]}", f"  time per new-connection request p50, {nc_name(*v)[1]}",
              "ms", False, "newconn") for v in NC_VARIANTS]
+FIGURES += [(f"nc2_{nc_name(*NC_MULTI)[0]}",
+             f"new connection per request, {nc_name(*NC_MULTI)[1]}, {NC_WORKERS} workers on "
+             "both CPUs: requests/s", "/s", True, "newconn"),
+            (f"nccpu2_{nc_name(*NC_MULTI)[0]}",
+             f"  CPU per new-connection request, {nc_name(*NC_MULTI)[1]}, {NC_WORKERS} workers",
+             "ms", False, "newconn")]
 FIGURES = [f for f in FIGURES if f[4] in ONLY]
 
 
@@ -565,6 +579,23 @@ def run_all(terms):
             nc_secs += time.time() - t0
             log(f"  {t.name}: " + "; ".join(done))
     if NC_VARIANTS:
+        t0 = time.time()
+        key = nc_name(*NC_MULTI)[0]
+        for t in terms:
+            if isinstance(t, Ktlsd):
+                t.saved_tiers = t.tiers()  # the restarted process counts from zero
+            t.stop()
+            t.workers = NC_WORKERS
+            t.start()
+        for rep in range(REPS):
+            log(f"repetition {rep + 1}/{REPS}: newconn, {NC_WORKERS} workers")
+            for t in terms:
+                r = newconn(t, *NC_MULTI)
+                add(f"nc2_{key}", t, r["rps"], r["errors"])
+                add(f"nccpu2_{key}", t, r["cpu_ms"])
+                shorts[t.name] += int(r["short"])
+                log(f"  {t.name}: {r['rps']:.0f} req/s {r['cpu_ms']:.3f} ms CPU")
+        nc_secs += time.time() - t0
         log(f"newconn figure: {nc_secs:.0f} s")
     return samples, errors, shorts, nc_secs
 
@@ -630,6 +661,13 @@ def newconn_text(names, med, shorts, nc_secs):
             row = med[f"ncp50_{key}"]
             out[-1] += (f" {label}: " + ", ".join(f"{n} {fmt(row[n])} ms" for n in names if n in row)
                         + " per request (p50).")
+    key = nc_name(*NC_MULTI)[0]
+    one, two = med.get(f"nc_{key}", {}), med.get(f"nc2_{key}", {})
+    if one and two:
+        out[-1] += (f" With {NC_WORKERS} workers on both CPUs ({nc_name(*NC_MULTI)[1]}; the client "
+                    f"and the backend then share the terminator's CPUs), requests/s against one "
+                    "worker: " + ", ".join(f"{n} {two[n] / one[n]:.2f}×" for n in names
+                                          if one.get(n) and two.get(n)) + ".")
     out[-1] += (" Responses short or wrong (counted in the failed connections below): " +
                 ", ".join(f"{n} {shorts[n]}" for n in names) + ".")
     return out
@@ -645,7 +683,7 @@ def report(terms, samples, errors, shorts, nc_secs, versions, tier, started, ela
         "",
         f"Generated by `make bench{' BENCH_QUICK=1' if QUICK else ''}"
         f"{' BENCH_ONLY=' + ','.join(ONLY) if set(ONLY) != set(GROUPS) else ''}"
-        f"{' BENCH_NEWCONN=full' if NC_VARIANTS == NC_MATRIX else ''}` on {started} "
+        f"{' BENCH_NEWCONN=short' if NC_VARIANTS and NC_VARIANTS != NC_MATRIX else ''}` on {started} "
         f"in {elapsed / 60:.1f} min. Medians of {REPS} repetition(s); "
         "ratio = ktlsd ÷ peer from this same invocation (for the figures where lower is "
         "better, a ratio below 1 means ktlsd is better).",
@@ -787,6 +825,8 @@ def main():
         versions = {t.name: t.version() for t in terms}
         samples, errors, shorts, nc_secs = run_all(terms)
         tiers = terms[0].tiers()
+        for k, v in getattr(terms[0], "saved_tiers", {}).items():
+            tiers[k] = tiers.get(k, 0) + v
         # "none": connections that ended before forwarding: the handshake runs' clients, which
         # close before sending data (no backend connect), and handshakes cut at a run's end.
         early = tiers.pop("none", 0)

@@ -1,8 +1,9 @@
 /* tlsload — the benchmark's TLS client: one thread, epoll, non-blocking OpenSSL connections with
  * the cipher pinned (TLSv1.3, TLS_AES_128_GCM_SHA256, X25519; with -V 1.2: TLSv1.2,
  * ECDHE-ECDSA/RSA-AES128-GCM-SHA256, X25519, offering P-256 for the ECDSA certificate), no
- * certificate verification (the client's CPU goes to load, not to checking a self-signed chain) and never a resumed session. It speaks sinkd's
- * one-byte protocol (bench/sinkd.c) through the terminator under test.
+ * certificate verification (the client's CPU goes to load, not to checking a self-signed chain)
+ * and never a resumed session. It speaks sinkd's one-byte protocol (bench/sinkd.c) through the
+ * terminator under test.
  *
  *   tlsload up   ADDR -c CONNS -t SECS   bulk client → server; prints the bytes/s after warm-up
  *   tlsload down ADDR -c CONNS -t SECS   bulk server → client

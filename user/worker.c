@@ -358,6 +358,7 @@ static void *worker_main(void *arg)
 		{
 			dispatch(w, cqe);
 			n++;
+			ring_flush_due(&w->ring);
 		}
 		io_uring_cq_advance(&w->ring.uring, n);
 	}

@@ -71,7 +71,9 @@ static inline int ring_wait(struct ring *r)
 
 /* Between two completions of a batch: submits what is queued once RING_FLUSH_NS have passed
  * since the last submission, so the sends of work done early in a batch do not wait for the
- * rest of it. One clock read (vDSO) when something is queued. */
+ * rest of it. One clock read (vDSO) when something is queued. Not after a batch's last
+ * completion: ring_wait's own submission follows at once, and a second system call there cost
+ * 3-4 % more CPU per handshake. */
 static inline void ring_flush_due(struct ring *r)
 {
 	uint64_t now;

@@ -356,9 +356,11 @@ static void *worker_main(void *arg)
 		n = 0;
 		io_uring_for_each_cqe(&w->ring.uring, head, cqe)
 		{
+			/* Before the next completion, not after the last: ring_wait submits those. */
+			if (n)
+				ring_flush_due(&w->ring);
 			dispatch(w, cqe);
 			n++;
-			ring_flush_due(&w->ring);
 		}
 		io_uring_cq_advance(&w->ring.uring, n);
 	}

@@ -719,6 +719,32 @@ static ssize_t find_named(const void *arr, size_t n, size_t esz, const char *nam
 	return -1;
 }
 
+/* Whether two listen addresses would take the same connections: the same family and port, and
+ * the same address or either one the wildcard. ktlsd binds with SO_REUSEPORT (one socket per
+ * worker), so the kernel would accept both and split connections between them at random. */
+static bool binds_overlap(const struct cfg_addr *a, const struct cfg_addr *b)
+{
+	if (a->ss.ss_family != b->ss.ss_family)
+		return false;
+	if (a->ss.ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+
+		return x->sin_port == y->sin_port &&
+		       (x->sin_addr.s_addr == y->sin_addr.s_addr ||
+			x->sin_addr.s_addr == htonl(INADDR_ANY) ||
+			y->sin_addr.s_addr == htonl(INADDR_ANY));
+	}
+	if (a->ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+
+		return x->sin6_port == y->sin6_port &&
+		       (IN6_ARE_ADDR_EQUAL(&x->sin6_addr, &y->sin6_addr) ||
+			IN6_IS_ADDR_UNSPECIFIED(&x->sin6_addr) ||
+			IN6_IS_ADDR_UNSPECIFIED(&y->sin6_addr));
+	}
+	return false;
+}
+
 static void resolve_listener(struct parse *p, struct cfg_listener *l, size_t li)
 {
 	struct config *cfg = p->cfg;
@@ -729,6 +755,11 @@ static void resolve_listener(struct parse *p, struct cfg_listener *l, size_t li)
 	for (size_t j = 0; j < li; j++)
 		if (strcmp(cfg->listeners[j].name, l->name) == 0)
 			perr(p, "name \"%s\" is already used by listeners[%zu]", l->name, j);
+	for (size_t j = 0; j < li; j++)
+		if (l->bind.len && binds_overlap(&cfg->listeners[j].bind, &l->bind))
+			ferr(p, "bind", "%s takes the connections of listeners[%zu] (%s): each listener "
+			     "needs its own port, or addresses that do not overlap",
+			     l->bind.text, j, cfg->listeners[j].bind.text);
 
 	if (l->protocol == CFG_PROTO_TLS && l->n_certs == 0)
 		perr(p, "a \"tls\" listener needs at least one entry in \"certificates\"");

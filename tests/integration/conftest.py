@@ -42,10 +42,20 @@ def fixture(name):
     return os.path.join(FIX, name)
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, never the same twice in this process: the kernel may hand the
+    port it just released to the next bind(0), and two listeners of one config on one port
+    would split its connections (CI saw a listener's clients reach another's certificates)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):

@@ -250,6 +250,31 @@ static void test_cross_references(void **state)
 		      "listeners[2].datapath: \"ktls-splice\" needs a \"tls\" listener", NULL);
 }
 
+/* Two listeners on one port would both bind (SO_REUSEPORT) and split its connections. */
+static void test_overlapping_binds(void **state)
+{
+	expect_errors("{\"listeners\": [{\"name\": \"a\", \"bind\": \"127.0.0.1:8443\", "
+		      "\"protocol\": \"tcp\", \"backend\": \"app\"}, {\"name\": \"b\", \"bind\": "
+		      "\"127.0.0.1:8443\", \"protocol\": \"tcp\", \"backend\": \"app\"}, {\"name\": "
+		      "\"c\", \"bind\": \"0.0.0.0:8443\", \"protocol\": \"tcp\", \"backend\": \"app\"}, "
+		      "{\"name\": \"d\", \"bind\": \"127.0.0.2:8443\", \"protocol\": \"tcp\", "
+		      "\"backend\": \"app\"}, {\"name\": \"e\", \"bind\": \"[::1]:8443\", "
+		      "\"protocol\": \"tcp\", \"backend\": \"app\"}]," MINIMAL_TAIL "}",
+		      "listeners[1].bind: 127.0.0.1:8443 takes the connections of listeners[0] "
+		      "(127.0.0.1:8443): each listener needs its own port, or addresses that do not "
+		      "overlap",
+		      "listeners[2].bind: 0.0.0.0:8443 takes the connections of listeners[0] "
+		      "(127.0.0.1:8443): each listener needs its own port, or addresses that do not "
+		      "overlap",
+		      "listeners[2].bind: 0.0.0.0:8443 takes the connections of listeners[1] "
+		      "(127.0.0.1:8443): each listener needs its own port, or addresses that do not "
+		      "overlap",
+		      "listeners[3].bind: 127.0.0.2:8443 takes the connections of listeners[2] "
+		      "(0.0.0.0:8443): each listener needs its own port, or addresses that do not "
+		      "overlap",
+		      NULL);
+}
+
 static void test_certificate_limit(void **state)
 {
 	expect_errors("{\"listeners\": [{\"bind\": \"127.0.0.1:1\", \"backend\": \"app\", "
@@ -346,6 +371,7 @@ int main(void)
 		cmocka_unit_test(test_tickets_and_backend_tls),
 		cmocka_unit_test(test_required_fields),
 		cmocka_unit_test(test_cross_references),
+		cmocka_unit_test(test_overlapping_binds),
 		cmocka_unit_test(test_certificate_limit),
 		cmocka_unit_test(test_limits_and_privilege_fields),
 		cmocka_unit_test(test_missing_file_is_named),

@@ -40,7 +40,7 @@ static void drop(int ep, struct peer *p)
 
 static void arm(int ep, struct peer *p, uint32_t events)
 {
-	struct epoll_event ev = {.events = events, .data.ptr = p};
+	struct epoll_event ev = { .events = events, .data.ptr = p };
 
 	epoll_ctl(ep, EPOLL_CTL_MOD, p->fd, &ev);
 }
@@ -122,7 +122,8 @@ static int serve(int ep, struct peer *p, uint32_t events)
 
 int main(int argc, char **argv)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct epoll_event ev, evs[256];
 	struct rlimit rl;
 	int one = 1, lfd, ep;

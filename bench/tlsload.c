@@ -60,7 +60,7 @@ struct cl {
 	enum st st;
 	uint32_t sent, got; /* of the current request (lat, req) or hello (idle) */
 	uint64_t next_ns;   /* lat: when the next request is due; req: when the connect began */
-	uint64_t hs_ns;     /* req: when the handshake completed (SSL_connect returned) */
+	uint64_t hs_ns;	    /* req: when the handshake completed (SSL_connect returned) */
 	uint32_t events;    /* what epoll waits for now */
 };
 
@@ -103,7 +103,7 @@ static uint64_t now_ns(void)
 
 static void arm(struct cl *c, uint32_t events)
 {
-	struct epoll_event ev = {.events = events, .data.ptr = c};
+	struct epoll_event ev = { .events = events, .data.ptr = c };
 
 	if (c->events == events)
 		return;
@@ -259,8 +259,8 @@ static bool step(struct cl *c, uint64_t now)
 		c->sent = 0;
 		/* fall through */
 	case S_HELLO: {
-		static const char hello[] = {'U', 'D', 'E', 'E', 'E', 'E'};
-		char b[2] = {hello[mode], 'x'};
+		static const char hello[] = { 'U', 'D', 'E', 'E', 'E', 'E' };
+		char b[2] = { hello[mode], 'x' };
 		int len = mode == M_IDLE ? 2 : 1;
 
 		r = SSL_write(c->ssl, b, len);
@@ -280,7 +280,8 @@ static bool step(struct cl *c, uint64_t now)
 		/* Bulk: BULK_TURN chunks per turn, then the other connections' turn. A terminator
 		 * that drains as fast as this client writes never makes SSL_write wait, and one
 		 * connection would then keep the loop (and the warm-up's end) to itself. */
-		if ((mode == M_UP || (mode == M_DOWN && !SSL_pending(c->ssl))) && chunks == BULK_TURN) {
+		if ((mode == M_UP || (mode == M_DOWN && !SSL_pending(c->ssl))) &&
+		    chunks == BULK_TURN) {
 			arm(c, mode == M_UP ? EPOLLOUT : EPOLLIN);
 			return true;
 		}
@@ -354,7 +355,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	static const char *names[] = {"up", "down", "hs", "lat", "idle", "req"};
+	static const char *names[] = { "up", "down", "hs", "lat", "idle", "req" };
 	unsigned secs = 5, rate = 1000, total = 0;
 	bool tls12 = false;
 	struct epoll_event evs[512];
@@ -414,11 +415,11 @@ int main(int argc, char **argv)
 	if (inet_pton(AF_INET, host, &target.sin_addr) != 1)
 		usage();
 	ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx ||
-	    !SSL_CTX_set_min_proto_version(ctx, tls12 ? TLS1_2_VERSION : TLS1_3_VERSION) ||
+	if (!ctx || !SSL_CTX_set_min_proto_version(ctx, tls12 ? TLS1_2_VERSION : TLS1_3_VERSION) ||
 	    !SSL_CTX_set_max_proto_version(ctx, tls12 ? TLS1_2_VERSION : TLS1_3_VERSION) ||
 	    !SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256") ||
-	    !SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256") ||
+	    !SSL_CTX_set_cipher_list(ctx,
+				     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256") ||
 	    /* TLS 1.2 also reads the groups as the curves a client takes an ECDSA certificate on
 	     * (RFC 8422 §5.1.1): P-256 for the certificate, X25519 first for the key exchange */
 	    !SSL_CTX_set1_groups_list(ctx, tls12 ? "X25519:P-256" : "X25519")) {
@@ -467,7 +468,7 @@ int main(int argc, char **argv)
 			printf("ready %llu errors=%llu\n", (unsigned long long)ready,
 			       (unsigned long long)errors);
 			fflush(stdout);
-			struct pollfd pfd = {.fd = 0, .events = POLLIN};
+			struct pollfd pfd = { .fd = 0, .events = POLLIN };
 
 			while (poll(&pfd, 1, -1) == 1 && read(0, iobuf, sizeof(iobuf)) > 0)
 				;
@@ -497,8 +498,8 @@ int main(int argc, char **argv)
 				continue;
 			if (!step(c, now)) {
 				errors++;
-				/* req: the request went out whole and the response ended early (EOF,
-				 * error) or differed from it */
+				/* req: the request went out whole and the response ended early
+				 * (EOF, error) or differed from it */
 				if (mode == M_REQ && c->st == S_RUN && c->sent == sizeof(reqbuf))
 					shorts++;
 				cl_close(c);

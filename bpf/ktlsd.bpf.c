@@ -36,7 +36,7 @@ struct {
 	__uint(max_entries, 2 * KTLSD_MAX_CONNS);
 	__type(key, __u64);   /* socket cookie */
 	__type(value, __u64); /* as in sockhash */
-} targets SEC(".maps"); /* no programs: only where the verdict redirects to */
+} targets SEC(".maps");	      /* no programs: only where the verdict redirects to */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -18,26 +18,25 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: ktlsctl [-s SOCKET] [-j] COMMAND [ARGS]\n"
-		"  -s SOCKET   control socket (default $KTLSD_SOCKET or " DEFAULT_SOCKET ")\n"
-		"  -j          print the reply as JSON, as received\n"
-		"  -h          this help\n"
-		"commands:\n"
-		"  version                         version, pid, config, datapath support\n"
-		"  stats                           counters by listener\n"
-		"  listeners                       listeners, state, connections\n"
-		"  connections [listener=NAME] [sni=PATTERN] [tier=TIER] [limit=N]\n"
-		"                                  open connections (default limit 100)\n"
-		"  certs [NAME]                    certificates: key, expiry, names, users\n"
-		"  reload                          re-read the config file and swap it in\n"
-		"  cert-set NAME CERT.pem [KEY.pem]\n"
-		"                                  replace a certificate's files, then reload\n"
-		"                                  (without KEY.pem, CERT.pem holds both)\n"
-		"  cert-del NAME                   take a certificate out of every listener\n"
-		"  drain LISTENER                  stop accepting on a listener; let it finish\n"
-		"  raw JSON                        send one request line as given\n"
-		"exit status: 0 ok, 1 error reply or no reply, 2 usage\n");
+	fprintf(f, "usage: ktlsctl [-s SOCKET] [-j] COMMAND [ARGS]\n"
+		   "  -s SOCKET   control socket (default $KTLSD_SOCKET or " DEFAULT_SOCKET ")\n"
+		   "  -j          print the reply as JSON, as received\n"
+		   "  -h          this help\n"
+		   "commands:\n"
+		   "  version                         version, pid, config, datapath support\n"
+		   "  stats                           counters by listener\n"
+		   "  listeners                       listeners, state, connections\n"
+		   "  connections [listener=NAME] [sni=PATTERN] [tier=TIER] [limit=N]\n"
+		   "                                  open connections (default limit 100)\n"
+		   "  certs [NAME]                    certificates: key, expiry, names, users\n"
+		   "  reload                          re-read the config file and swap it in\n"
+		   "  cert-set NAME CERT.pem [KEY.pem]\n"
+		   "                                  replace a certificate's files, then reload\n"
+		   "                                  (without KEY.pem, CERT.pem holds both)\n"
+		   "  cert-del NAME                   take a certificate out of every listener\n"
+		   "  drain LISTENER                  stop accepting on a listener; let it finish\n"
+		   "  raw JSON                        send one request line as given\n"
+		   "exit status: 0 ok, 1 error reply or no reply, 2 usage\n");
 }
 
 static void die_usage(const char *fmt, ...)
@@ -340,8 +339,8 @@ static void print_connections(json_t *rep)
 	size_t i;
 	json_t *c;
 
-	row(&t, "LISTENER", "PEER", "SNI", "PHASE", "TIER", "VERSION", "CIPHER", "BACKEND",
-	    "C2B", "B2C", "AGE_MS");
+	row(&t, "LISTENER", "PEER", "SNI", "PHASE", "TIER", "VERSION", "CIPHER", "BACKEND", "C2B",
+	    "B2C", "AGE_MS");
 	json_array_foreach (json_object_get(rep, "connections"), i, c)
 		row(&t, str(c, "listener"), str(c, "peer"), str(c, "sni"), str(c, "phase"),
 		    str(c, "tier"), str(c, "version"), str(c, "cipher"), str(c, "backend"),
@@ -447,10 +446,18 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "+s:jh")) != -1) {
 		switch (opt) {
-		case 's': sock = optarg; break;
-		case 'j': raw = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 's':
+			sock = optarg;
+			break;
+		case 'j':
+			raw = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind >= argc) {

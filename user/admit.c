@@ -127,7 +127,10 @@ static struct source *source_get(size_t set, uint64_t key, bool v6, const struct
 		return NULL;
 	if (!victim->used)
 		atomic_fetch_add_explicit(&lim.tracked, 1, memory_order_relaxed);
-	*victim = (struct source){ .key = key, .v6 = v6, .used = true, .last_ms = now_ms,
+	*victim = (struct source){ .key = key,
+				   .v6 = v6,
+				   .used = true,
+				   .last_ms = now_ms,
 				   .tokens = (uint64_t)cfg->limits.per_source.burst * 1000 };
 	return victim;
 }
@@ -158,7 +161,7 @@ static bool global_take(atomic_uint *n, uint32_t max)
 }
 
 enum stats_limit admit_connection(const struct config *cfg, const struct sockaddr_storage *peer,
-			      bool handshake, uint64_t now_ms, struct admit_hold *h)
+				  bool handshake, uint64_t now_ms, struct admit_hold *h)
 {
 	const uint32_t max_hs = handshake ? cfg->limits.per_source.max_handshakes : 0;
 	const uint32_t max_conns = cfg->limits.per_source.max_connections;

@@ -1,7 +1,8 @@
 /* admit — what keeps one client, or many, from taking the daemon down: connections over all
  * listeners (limits.max_connections), TLS handshakes in progress (limits.max_handshakes), and per
  * source address (an IPv4 /32 or an IPv6 /64) a token bucket of new connections and a cap on its
- * handshakes in progress and its open connections. listeners[].max_connections is checked by stats_conn_reserve.
+ * handshakes in progress and its open connections. listeners[].max_connections is checked by
+ * stats_conn_reserve.
  *
  * Sources live in a fixed table (limits.per_source.table_size entries in sets of 4, keyed by a
  * hash with a secret chosen at startup), so no number of addresses can grow memory: a new source
@@ -40,7 +41,7 @@ void admit_exit(void);
  * Returns STATS_LIMIT_N when admitted (h then holds what must be released), else the limit that
  * refused it (h holds nothing). */
 enum stats_limit admit_connection(const struct config *cfg, const struct sockaddr_storage *peer,
-			      bool handshake, uint64_t now_ms, struct admit_hold *h);
+				  bool handshake, uint64_t now_ms, struct admit_hold *h);
 /* The handshake ended (done or failed): its global and per-source slots are free again. */
 void admit_handshake_done(struct admit_hold *h);
 /* The connection is gone: releases whatever h still holds. */

@@ -35,9 +35,10 @@ static int load_ca(SSL_CTX *ctx, const struct config *cfg, size_t index, const c
 		return -EINVAL;
 	}
 	if (SSL_CTX_load_verify_file(ctx, file) != 1) {
-		config_errors_add(errs, "%s: listeners[%zu].backend_tls.ca_file: %s: no usable CA "
-					"certificate (%s)", cfg->path, index, file,
-				  errmsg_ossl_reason(why, sizeof(why)));
+		config_errors_add(errs,
+				  "%s: listeners[%zu].backend_tls.ca_file: %s: no usable CA "
+				  "certificate (%s)",
+				  cfg->path, index, file, errmsg_ossl_reason(why, sizeof(why)));
 		return -EINVAL;
 	}
 	return 0;
@@ -74,7 +75,7 @@ int backend_tls_ctx_build(const struct config *cfg, size_t index, SSL_CTX **out,
 		ENSURE(false, EINVAL);
 	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				      SSL_MODE_RELEASE_BUFFERS);
+				  SSL_MODE_RELEASE_BUFFERS);
 	/* A backend that closes without close_notify ends its direction, as a FIN does without
 	 * TLS; no resumption towards targets (the NLB document), so no session is ever kept. */
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_TICKET);
@@ -90,7 +91,8 @@ int backend_tls_ctx_build(const struct config *cfg, size_t index, SSL_CTX **out,
 			ENSURE(X509_VERIFY_PARAM_set1_host(param, sni, 0) == 1, ENOMEM);
 		else
 			log_warn("%s: listeners[%zu].backend_tls: verify is on but no sni is set: "
-				 "the backend's chain is checked, not its name", cfg->path, index);
+				 "the backend's chain is checked, not its name",
+				 cfg->path, index);
 	} else {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	}

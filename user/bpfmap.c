@@ -119,9 +119,11 @@ void bpfmap_conn_del(uint64_t key)
 int bpfmap_pair_add(int cfd, uint64_t ccookie, int bfd, uint64_t bcookie, uint32_t listener)
 {
 	struct ktlsd_peer pc = {
-	    .peer = bcookie, .conn = ccookie, .listener = listener, .dir = KTLSD_DIR_C2B};
+		.peer = bcookie, .conn = ccookie, .listener = listener, .dir = KTLSD_DIR_C2B
+	};
 	struct ktlsd_peer pb = {
-	    .peer = ccookie, .conn = ccookie, .listener = listener, .dir = KTLSD_DIR_B2C};
+		.peer = ccookie, .conn = ccookie, .listener = listener, .dir = KTLSD_DIR_B2C
+	};
 	uint64_t fc = (uint64_t)cfd, fb = (uint64_t)bfd;
 	int pfd, tfd, sfd, ret = 0;
 
@@ -165,8 +167,9 @@ void bpfmap_pair_del(uint64_t ccookie, uint64_t bcookie)
 int bpfmap_counter(uint32_t listener, enum ktlsd_reason reason, enum ktlsd_dir dir,
 		   struct ktlsd_counter *out)
 {
-	struct ktlsd_counter_key k = {
-	    .listener = listener, .reason = (__u16)reason, .dir = (__u16)dir};
+	struct ktlsd_counter_key k = { .listener = listener,
+				       .reason = (__u16)reason,
+				       .dir = (__u16)dir };
 	int ncpu = libbpf_num_possible_cpus(), ret = 0;
 	struct ktlsd_counter *v = NULL;
 
@@ -193,7 +196,7 @@ cleanup:
 /* A connected loopback pair: *x connects, *a is the accepted end. */
 static int loopback_pair(int *x, int *a)
 {
-	struct sockaddr_in s = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in s = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t sl = sizeof(s);
 	int lfd, ret = 0;
 
@@ -219,7 +222,7 @@ static int relay_once(int from, int to, const char *msg)
 {
 	char got[16];
 	size_t n = strlen(msg), have = 0;
-	struct pollfd p = {.fd = to, .events = POLLIN};
+	struct pollfd p = { .fd = to, .events = POLLIN };
 
 	if (send(from, msg, n, MSG_NOSIGNAL) != (ssize_t)n)
 		return -errno;
@@ -239,7 +242,7 @@ int bpfmap_selftest(char *why, size_t len)
 {
 	int x = -1, a = -1, y = -1, b = -1, ret = 0;
 	uint64_t ca = 0, cb = 0;
-	struct ktlsd_conn conn = {.tier = KTLSD_TIER_SOCKMAP}, after;
+	struct ktlsd_conn conn = { .tier = KTLSD_TIER_SOCKMAP }, after;
 	struct ktlsd_counter ctr;
 	bool paired = false;
 
@@ -266,15 +269,15 @@ cleanup:
 		bpfmap_pair_del(ca, cb);
 	if (skel) {
 		for (unsigned d = KTLSD_DIR_C2B; d <= KTLSD_DIR_B2C; d++) {
-			struct ktlsd_counter_key k = {.listener = SELFTEST_LISTENER,
-						      .reason = KTLSD_REASON_REDIRECT,
-						      .dir = (__u16)d};
+			struct ktlsd_counter_key k = { .listener = SELFTEST_LISTENER,
+						       .reason = KTLSD_REASON_REDIRECT,
+						       .dir = (__u16)d };
 
 			bpf_map_delete_elem(bpf_map__fd(skel->maps.counters), &k);
 		}
 		bpfmap_conn_del(ca);
 	}
-	for (int *fd = (int[]){x, a, y, b}, i = 0; i < 4; i++)
+	for (int *fd = (int[]){ x, a, y, b }, i = 0; i < 4; i++)
 		if (fd[i] >= 0)
 			close(fd[i]);
 	return ret;

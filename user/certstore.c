@@ -17,7 +17,6 @@
 
 #define PEM_MAX_BYTES (16u << 20)
 
-
 /* A password callback that refuses: nothing ever prompts on the terminal, and *u records that a
  * password was wanted (an encrypted key). */
 static int no_password(char *buf, int size, int rwflag, void *u)
@@ -88,12 +87,14 @@ int certstore_pem_read_file(const char *path, const char *tool, BIO **out, char 
 	if (!memmem(data, len, "-----BEGIN ", 11)) {
 		ret = -EINVAL;
 		if (data[0] == 0x30) /* an ASN.1 SEQUENCE: DER */
-			errmsg_set(err, errlen,
-			       "%s: not a PEM file (it looks like DER; convert it with: openssl %s "
-			       "-inform DER -in %s -out NEW.pem)",
-			       path, tool, path);
+			errmsg_set(
+			    err, errlen,
+			    "%s: not a PEM file (it looks like DER; convert it with: openssl %s "
+			    "-inform DER -in %s -out NEW.pem)",
+			    path, tool, path);
 		else
-			errmsg_set(err, errlen, "%s: not a PEM file (no \"-----BEGIN\" line)", path);
+			errmsg_set(err, errlen, "%s: not a PEM file (no \"-----BEGIN\" line)",
+				   path);
 		goto cleanup;
 	}
 	/* secmem: the buffer is wiped when freed, which matters for keys. */
@@ -144,16 +145,16 @@ static int read_certs(struct certstore_cert *c, const char *path, char *err, siz
 	if (!pem_at_end()) {
 		ret = -EINVAL;
 		errmsg_set(err, errlen, "%s: certificate #%d is malformed (%s)", path, n + 1,
-		       errmsg_ossl_reason(why, sizeof(why)));
+			   errmsg_ossl_reason(why, sizeof(why)));
 		goto cleanup;
 	}
 	ERR_clear_error();
 	if (!c->leaf) {
 		ret = -EINVAL;
 		errmsg_set(err, errlen,
-		       "%s: no certificate found (expected a "
-		       "\"-----BEGIN CERTIFICATE-----\" block)",
-		       path);
+			   "%s: no certificate found (expected a "
+			   "\"-----BEGIN CERTIFICATE-----\" block)",
+			   path);
 	}
 cleanup:
 	BIO_free(bio);
@@ -179,9 +180,9 @@ static int read_key(struct certstore_cert *c, const char *path, char *err, size_
 	} else if (!memmem(p, len, "PRIVATE KEY-----", 16)) {
 		ret = -EINVAL;
 		errmsg_set(err, errlen,
-		       "%s: no private key found (expected a "
-		       "\"-----BEGIN PRIVATE KEY-----\" block)",
-		       path);
+			   "%s: no private key found (expected a "
+			   "\"-----BEGIN PRIVATE KEY-----\" block)",
+			   path);
 		goto cleanup;
 	} else {
 		ERR_clear_error();
@@ -194,14 +195,14 @@ static int read_key(struct certstore_cert *c, const char *path, char *err, size_
 		c->key = NULL;
 		ERR_clear_error();
 		errmsg_set(err, errlen,
-		       "%s: private key is encrypted (only unencrypted PEM keys are supported; "
-		       "decrypt it with: openssl pkey -in %s -out NEW.key)",
-		       path, path);
+			   "%s: private key is encrypted (only unencrypted PEM keys are supported; "
+			   "decrypt it with: openssl pkey -in %s -out NEW.key)",
+			   path, path);
 	} else if (!c->key) {
 		ret = -EINVAL;
 		errmsg_set(err, errlen,
-		       "%s: cannot decode the private key (malformed or unsupported: %s)", path,
-		       errmsg_ossl_reason(why, sizeof(why)));
+			   "%s: cannot decode the private key (malformed or unsupported: %s)", path,
+			   errmsg_ossl_reason(why, sizeof(why)));
 	}
 cleanup:
 	BIO_free(bio);
@@ -230,7 +231,7 @@ static int classify_key(struct certstore_cert *c, char *err, size_t errlen)
 		const char *t = EVP_PKEY_get0_type_name(pub);
 
 		errmsg_set(err, errlen, "%s: %s keys are not supported (use RSA or ECDSA)", c->path,
-		       t ? t : "this type of");
+			   t ? t : "this type of");
 		return -ENOTSUP;
 	}
 	c->type = CERTSTORE_KEY_ECDSA;
@@ -248,10 +249,11 @@ static int classify_key(struct certstore_cert *c, char *err, size_t errlen)
 		break;
 	default:
 		ERR_clear_error();
-		errmsg_set(err, errlen,
-		       "%s: ECDSA curve %s is not supported (use P-256, P-384 or P-521: TLS 1.3 "
-		       "cannot sign with others)",
-		       c->path, group[0] ? group : "(unnamed)");
+		errmsg_set(
+		    err, errlen,
+		    "%s: ECDSA curve %s is not supported (use P-256, P-384 or P-521: TLS 1.3 "
+		    "cannot sign with others)",
+		    c->path, group[0] ? group : "(unnamed)");
 		return -ENOTSUP;
 	}
 	snprintf(c->key_desc, sizeof(c->key_desc), "ECDSA-P%d", c->bits);
@@ -267,10 +269,10 @@ static int check_key_matches(struct certstore_cert *c, const char *key_path, cha
 	for (int i = 0; i < sk_X509_num(c->chain); i++) {
 		if (X509_check_private_key(sk_X509_value(c->chain, i), c->key) == 1) {
 			errmsg_set(err, errlen,
-			       "%s: private key matches certificate #%d of %s, not the "
-			       "first: put the server certificate first, then its "
-			       "intermediates",
-			       key_path, i + 2, c->path);
+				   "%s: private key matches certificate #%d of %s, not the "
+				   "first: put the server certificate first, then its "
+				   "intermediates",
+				   key_path, i + 2, c->path);
 			return -EINVAL;
 		}
 		ERR_clear_error();
@@ -470,7 +472,7 @@ int certstore_cert_check_ctx(SSL_CTX *ctx, const struct certstore_cert *c, char 
 	if (certstore_apply(ssl, c) < 0) {
 		ret = -EINVAL;
 		errmsg_set(err, errlen, "%s: refused by the listener's TLS settings (%s)", c->path,
-		       errmsg_ossl_reason(why, sizeof(why)));
+			   errmsg_ossl_reason(why, sizeof(why)));
 	}
 	SSL_free(ssl);
 	return ret;

@@ -131,7 +131,7 @@ int certstore_apply(SSL *ssl, const struct certstore_cert *c) __attribute__((war
  * certstore_apply has nothing to do per connection (a listener with one certificate). The
  * ClientHello callback still runs and still refuses clients that cannot use c. 0 or -EINVAL. */
 int certstore_apply_ctx(SSL_CTX *ctx, const struct certstore_cert *c)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* The body of a ClientHello callback: hello, select, apply. Returns SSL_CLIENT_HELLO_SUCCESS with
  * the chosen index in *chosen, or SSL_CLIENT_HELLO_ERROR with *al = SSL_AD_HANDSHAKE_FAILURE when

@@ -42,31 +42,31 @@ static const struct sigalg {
 	uint8_t curve13; /* CERTSTORE_CURVE_* an ECDSA scheme binds in TLS 1.3 */
 	uint16_t secbits;
 } sigalgs[] = {
-    {0x0201, SA_RSA12, 0, 64},			     /* rsa_pkcs1_sha1 */
-    {0x0301, SA_RSA12, 0, 112},			     /* rsa_pkcs1_sha224 */
-    {0x0401, SA_RSA12, 0, 128},			     /* rsa_pkcs1_sha256 */
-    {0x0501, SA_RSA12, 0, 192},			     /* rsa_pkcs1_sha384 */
-    {0x0601, SA_RSA12, 0, 256},			     /* rsa_pkcs1_sha512 */
-    {0x0804, SA_RSA12 | SA_RSA13, 0, 128},	     /* rsa_pss_rsae_sha256 */
-    {0x0805, SA_RSA12 | SA_RSA13, 0, 192},	     /* rsa_pss_rsae_sha384 */
-    {0x0806, SA_RSA12 | SA_RSA13, 0, 256},	     /* rsa_pss_rsae_sha512 */
-    {0x0203, SA_ECDSA12, 0, 64},		     /* ecdsa_sha1 */
-    {0x0303, SA_ECDSA12, 0, 112},		     /* ecdsa_sha224 */
-    {0x0403, SA_ECDSA12, CERTSTORE_CURVE_P256, 128}, /* ecdsa_secp256r1_sha256 */
-    {0x0503, SA_ECDSA12, CERTSTORE_CURVE_P384, 192}, /* ecdsa_secp384r1_sha384 */
-    {0x0603, SA_ECDSA12, CERTSTORE_CURVE_P521, 256}, /* ecdsa_secp521r1_sha512 */
+	{ 0x0201, SA_RSA12, 0, 64 },			   /* rsa_pkcs1_sha1 */
+	{ 0x0301, SA_RSA12, 0, 112 },			   /* rsa_pkcs1_sha224 */
+	{ 0x0401, SA_RSA12, 0, 128 },			   /* rsa_pkcs1_sha256 */
+	{ 0x0501, SA_RSA12, 0, 192 },			   /* rsa_pkcs1_sha384 */
+	{ 0x0601, SA_RSA12, 0, 256 },			   /* rsa_pkcs1_sha512 */
+	{ 0x0804, SA_RSA12 | SA_RSA13, 0, 128 },	   /* rsa_pss_rsae_sha256 */
+	{ 0x0805, SA_RSA12 | SA_RSA13, 0, 192 },	   /* rsa_pss_rsae_sha384 */
+	{ 0x0806, SA_RSA12 | SA_RSA13, 0, 256 },	   /* rsa_pss_rsae_sha512 */
+	{ 0x0203, SA_ECDSA12, 0, 64 },			   /* ecdsa_sha1 */
+	{ 0x0303, SA_ECDSA12, 0, 112 },			   /* ecdsa_sha224 */
+	{ 0x0403, SA_ECDSA12, CERTSTORE_CURVE_P256, 128 }, /* ecdsa_secp256r1_sha256 */
+	{ 0x0503, SA_ECDSA12, CERTSTORE_CURVE_P384, 192 }, /* ecdsa_secp384r1_sha384 */
+	{ 0x0603, SA_ECDSA12, CERTSTORE_CURVE_P521, 256 }, /* ecdsa_secp521r1_sha512 */
 };
 
 static const struct {
 	uint16_t group;
 	unsigned int curve;
 } groups[] = {
-    {23, CERTSTORE_CURVE_P256},
-    {24, CERTSTORE_CURVE_P384},
-    {25, CERTSTORE_CURVE_P521},
+	{ 23, CERTSTORE_CURVE_P256 },
+	{ 24, CERTSTORE_CURVE_P384 },
+	{ 25, CERTSTORE_CURVE_P521 },
 };
 
-static const int versions[] = {TLS1_3_VERSION, TLS1_2_VERSION, TLS1_1_VERSION, TLS1_VERSION};
+static const int versions[] = { TLS1_3_VERSION, TLS1_2_VERSION, TLS1_1_VERSION, TLS1_VERSION };
 
 static unsigned int get16(const unsigned char *p)
 {
@@ -95,7 +95,7 @@ static void parse_sni(const unsigned char *p, size_t len, struct certstore_hello
 
 static int min_secbits(int level)
 {
-	static const int bits[] = {0, 80, 112, 128, 192, 256};
+	static const int bits[] = { 0, 80, 112, 128, 192, 256 };
 
 	if (level < 0)
 		level = 0;

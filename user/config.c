@@ -60,7 +60,10 @@ struct parse {
 	size_t plen;
 };
 
-#define END { NULL, 0, 0, false, 0, 0, 0, NULL, NULL, NULL, NULL }
+#define END                                                                                        \
+	{                                                                                          \
+		NULL, 0, 0, false, 0, 0, 0, NULL, NULL, NULL, NULL                                 \
+	}
 
 void config_errors_add(struct cfg_errors *errs, const char *fmt, ...)
 {
@@ -107,7 +110,7 @@ static void pop(struct parse *p, size_t old);
 
 /* An error at field (which may carry an index, "certificates[1]") below the current path. */
 __attribute__((format(printf, 3, 4))) static void ferr(struct parse *p, const char *field,
-							const char *fmt, ...)
+						       const char *fmt, ...)
 {
 	char reason[512];
 	size_t old = push_key(p, field);
@@ -148,14 +151,21 @@ static void pop(struct parse *p, size_t old)
 static const char *type_name(const json_t *v)
 {
 	switch (json_typeof(v)) {
-	case JSON_OBJECT: return "an object";
-	case JSON_ARRAY: return "an array";
-	case JSON_STRING: return "a string";
-	case JSON_INTEGER: return "an integer";
-	case JSON_REAL: return "a number";
+	case JSON_OBJECT:
+		return "an object";
+	case JSON_ARRAY:
+		return "an array";
+	case JSON_STRING:
+		return "a string";
+	case JSON_INTEGER:
+		return "an integer";
+	case JSON_REAL:
+		return "a number";
 	case JSON_TRUE:
-	case JSON_FALSE: return "a boolean";
-	default: return "null";
+	case JSON_FALSE:
+		return "a boolean";
+	default:
+		return "null";
 	}
 }
 
@@ -301,8 +311,8 @@ static void parse_object(struct parse *p, json_t *obj, const struct field *table
 		} else if (f->type == F_ENUM) {
 			*(int *)slot = (int)f->def;
 		} else if ((f->type == F_STR || f->type == F_PATH) && f->sdef) {
-			*(char **)slot = f->type == F_PATH ? resolve_path(p->cfg, f->sdef)
-							   : xstrdup(f->sdef);
+			*(char **)slot =
+			    f->type == F_PATH ? resolve_path(p->cfg, f->sdef) : xstrdup(f->sdef);
 		} else if (f->type == F_OBJ) {
 			json_t *empty = json_object();
 
@@ -388,8 +398,9 @@ static void parse_value(struct parse *p, const struct field *f, json_t *v, void 
 			char allowed[256] = "";
 
 			for (int i = 0; f->enums[i]; i++)
-				snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed),
-					 "%s\"%s\"", i ? ", " : "", f->enums[i]);
+				snprintf(allowed + strlen(allowed),
+					 sizeof(allowed) - strlen(allowed), "%s\"%s\"",
+					 i ? ", " : "", f->enums[i]);
 			perr(p, "must be one of %s", allowed);
 		}
 		return;
@@ -487,8 +498,10 @@ static const struct field backend_fields[] = {
 };
 
 #define POLICY_LIST(key, member)                                                                   \
-	{ key, F_STRLIST, offsetof(struct cfg_policy, member), false, 0, 512, 0, NULL, NULL, NULL, \
-	  NULL }
+	{                                                                                          \
+		key, F_STRLIST, offsetof(struct cfg_policy, member), false, 0, 512, 0, NULL, NULL, \
+		    NULL, NULL                                                                     \
+	}
 static const struct field policy_fields[] = {
 	POLICY_LIST("versions", versions),
 	POLICY_LIST("ciphers", ciphers),
@@ -499,10 +512,10 @@ static const struct field policy_fields[] = {
 
 static const struct field client_auth_fields[] = {
 	{ "mode", F_ENUM, 0, false, 0, 0, CFG_CAUTH_NONE, NULL, client_auth_names, NULL, NULL },
-	{ "ca", F_STR, offsetof(__typeof__(((struct cfg_listener *)0)->client_auth), ca_name), false,
-	  0, 0, 0, NULL, NULL, NULL, NULL },
-	{ "depth", F_U32, offsetof(__typeof__(((struct cfg_listener *)0)->client_auth), depth), false,
-	  1, 100, 9, NULL, NULL, NULL, NULL },
+	{ "ca", F_STR, offsetof(__typeof__(((struct cfg_listener *)0)->client_auth), ca_name),
+	  false, 0, 0, 0, NULL, NULL, NULL, NULL },
+	{ "depth", F_U32, offsetof(__typeof__(((struct cfg_listener *)0)->client_auth), depth),
+	  false, 1, 100, 9, NULL, NULL, NULL, NULL },
 	END,
 };
 
@@ -521,8 +534,7 @@ static const struct field backend_tls_fields[] = {
 static const struct field session_tickets_fields[] = {
 	{ "key_file", F_PATH, ST_OFF(key_file), false, 0, 0, 0, NULL, NULL, NULL, NULL },
 	{ "rotate_s", F_U32, ST_OFF(rotate_s), false, 1, 604800, 3600, NULL, NULL, NULL, NULL },
-	{ "lifetime_s", F_U32, ST_OFF(lifetime_s), false, 1, 604800, 7200, NULL, NULL, NULL,
-	  NULL },
+	{ "lifetime_s", F_U32, ST_OFF(lifetime_s), false, 1, 604800, 7200, NULL, NULL, NULL, NULL },
 	END,
 };
 
@@ -582,8 +594,8 @@ static const struct field listener_fields[] = {
 	  NULL },
 	{ "proxy_protocol", F_ENUM, L(proxy_protocol), false, 0, 0, CFG_PROXY_OFF, NULL,
 	  proxy_names, NULL, NULL },
-	{ "datapath", F_ENUM, L(datapath), false, 0, 0, CFG_DP_AUTO, NULL, cfg_datapath_names,
-	  NULL, NULL },
+	{ "datapath", F_ENUM, L(datapath), false, 0, 0, CFG_DP_AUTO, NULL, cfg_datapath_names, NULL,
+	  NULL },
 	{ "session_resumption", F_BOOL, L(session_resumption), false, 0, 0, 0, NULL, NULL, NULL,
 	  NULL },
 	{ "session_tickets", F_OBJ, L(session_tickets), false, 0, 0, 0, NULL, NULL,
@@ -635,17 +647,18 @@ NAMED_PARSER(parse_backends, backend_fields, backends, n_backends)
 NAMED_PARSER(parse_policies, policy_fields, policies, n_policies)
 
 static const struct field control_fields[] = {
-	{ "socket", F_PATH, offsetof(struct config, control.socket) - offsetof(struct config, control),
-	  false, 0, 0, 0, "/run/ktlsd/ctl.sock", NULL, NULL, NULL },
+	{ "socket", F_PATH,
+	  offsetof(struct config, control.socket) - offsetof(struct config, control), false, 0, 0,
+	  0, "/run/ktlsd/ctl.sock", NULL, NULL, NULL },
 	END,
 };
 
 static int parse_metrics(struct parse *p, json_t *v, void *base)
 {
 	static const struct field metrics_fields[] = {
-		{ "bind", F_ADDR, offsetof(struct config, metrics.bind) -
-					  offsetof(struct config, metrics),
-		  true, 0, 0, 0, NULL, NULL, NULL, NULL },
+		{ "bind", F_ADDR,
+		  offsetof(struct config, metrics.bind) - offsetof(struct config, metrics), true, 0,
+		  0, 0, NULL, NULL, NULL, NULL },
 		END,
 	};
 	struct config *cfg = base;
@@ -661,13 +674,13 @@ static const struct field bpf_fields[] = {
 };
 
 #define LIM(m) (offsetof(struct config, limits.m) - offsetof(struct config, limits))
-#define SRC(m) (offsetof(struct config, limits.per_source.m) - \
-		offsetof(struct config, limits.per_source))
+#define SRC(m)                                                                                     \
+	(offsetof(struct config, limits.per_source.m) - offsetof(struct config, limits.per_source))
 static const struct field per_source_fields[] = {
 	{ "rate", F_U32, SRC(rate), false, 0, 1000000, 0, NULL, NULL, NULL, NULL },
 	{ "burst", F_U32, SRC(burst), false, 1, 1000000, 100, NULL, NULL, NULL, NULL },
-	{ "max_handshakes", F_U32, SRC(max_handshakes), false, 0, 10000000, 32, NULL, NULL,
-	  NULL, NULL },
+	{ "max_handshakes", F_U32, SRC(max_handshakes), false, 0, 10000000, 32, NULL, NULL, NULL,
+	  NULL },
 	{ "max_connections", F_U32, SRC(max_connections), false, 0, 100000000, 10000, NULL, NULL,
 	  NULL, NULL },
 	{ "table_size", F_U32, SRC(table_size), false, 64, 16777216, 65536, NULL, NULL, NULL,
@@ -676,10 +689,10 @@ static const struct field per_source_fields[] = {
 };
 
 static const struct field limits_fields[] = {
-	{ "max_connections", F_U32, LIM(max_connections), false, 1, 100000000, 1000000, NULL,
-	  NULL, NULL, NULL },
-	{ "max_handshakes", F_U32, LIM(max_handshakes), false, 1, 10000000, 10000, NULL, NULL,
+	{ "max_connections", F_U32, LIM(max_connections), false, 1, 100000000, 1000000, NULL, NULL,
 	  NULL, NULL },
+	{ "max_handshakes", F_U32, LIM(max_handshakes), false, 1, 10000000, 10000, NULL, NULL, NULL,
+	  NULL },
 	{ "per_source", F_OBJ, LIM(per_source), false, 0, 0, 0, NULL, NULL, per_source_fields,
 	  NULL },
 	/* 1 MiB to 1 TiB, 512 MiB by default: the sockmap backlog guard (dp_sockmap.c). */
@@ -729,10 +742,9 @@ static bool binds_overlap(const struct cfg_addr *a, const struct cfg_addr *b)
 	if (a->ss.ss_family == AF_INET) {
 		const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
 
-		return x->sin_port == y->sin_port &&
-		       (x->sin_addr.s_addr == y->sin_addr.s_addr ||
-			x->sin_addr.s_addr == htonl(INADDR_ANY) ||
-			y->sin_addr.s_addr == htonl(INADDR_ANY));
+		return x->sin_port == y->sin_port && (x->sin_addr.s_addr == y->sin_addr.s_addr ||
+						      x->sin_addr.s_addr == htonl(INADDR_ANY) ||
+						      y->sin_addr.s_addr == htonl(INADDR_ANY));
 	}
 	if (a->ss.ss_family == AF_INET6) {
 		const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
@@ -757,7 +769,8 @@ static void resolve_listener(struct parse *p, struct cfg_listener *l, size_t li)
 			perr(p, "name \"%s\" is already used by listeners[%zu]", l->name, j);
 	for (size_t j = 0; j < li; j++)
 		if (l->bind.len && binds_overlap(&cfg->listeners[j].bind, &l->bind))
-			ferr(p, "bind", "%s takes the connections of listeners[%zu] (%s): each listener "
+			ferr(p, "bind",
+			     "%s takes the connections of listeners[%zu] (%s): each listener "
 			     "needs its own port, or addresses that do not overlap",
 			     l->bind.text, j, cfg->listeners[j].bind.text);
 
@@ -766,13 +779,12 @@ static void resolve_listener(struct parse *p, struct cfg_listener *l, size_t li)
 	if (l->protocol != CFG_PROTO_TLS && l->n_certs)
 		ferr(p, "certificates", "applies only to \"tls\" listeners");
 	if (l->n_certs > l->max_certificates)
-		ferr(p, "certificates", "%zu certificates exceed max_certificates (%u)",
-		     l->n_certs, l->max_certificates);
+		ferr(p, "certificates", "%zu certificates exceed max_certificates (%u)", l->n_certs,
+		     l->max_certificates);
 	l->certs = xcalloc(l->n_certs, sizeof(size_t));
 	for (size_t j = 0; j < l->n_certs; j++) {
 		idx = find_named(cfg->certs, cfg->n_certs, sizeof(*cfg->certs), l->cert_names[j]);
-		if (idx < 0)
-			{
+		if (idx < 0) {
 			char f[48];
 
 			snprintf(f, sizeof(f), "certificates[%zu]", j);
@@ -799,7 +811,8 @@ static void resolve_listener(struct parse *p, struct cfg_listener *l, size_t li)
 		idx = find_named(cfg->backends, cfg->n_backends, sizeof(*cfg->backends),
 				 l->backend_name);
 		if (idx < 0)
-			ferr(p, "backend", "no backend named \"%s\" in \"backends\"", l->backend_name);
+			ferr(p, "backend", "no backend named \"%s\" in \"backends\"",
+			     l->backend_name);
 		l->backend = idx < 0 ? 0 : (size_t)idx;
 	}
 	if (l->n_routes && l->protocol != CFG_PROTO_PASSTHROUGH)
@@ -813,7 +826,8 @@ static void resolve_listener(struct parse *p, struct cfg_listener *l, size_t li)
 			ferr(p, f, "\"%s\" %s", l->routes[j].sni, bad);
 		for (size_t k = 0; k < j; k++)
 			if (hostname_match(l->routes[k].sni, l->routes[j].sni) ==
-			    HOSTNAME_MATCH_EXACT || !strcasecmp(l->routes[k].sni, l->routes[j].sni))
+				HOSTNAME_MATCH_EXACT ||
+			    !strcasecmp(l->routes[k].sni, l->routes[j].sni))
 				ferr(p, f, "\"%s\" is already routed by routes[%zu]",
 				     l->routes[j].sni, k);
 		idx = find_named(cfg->backends, cfg->n_backends, sizeof(*cfg->backends),
@@ -826,10 +840,12 @@ static void resolve_listener(struct parse *p, struct cfg_listener *l, size_t li)
 	}
 	if (l->protocol != CFG_PROTO_TLS && l->datapath != CFG_DP_AUTO &&
 	    l->datapath != CFG_DP_SOCKMAP && l->datapath != CFG_DP_USERSPACE)
-		ferr(p, "datapath", "\"%s\" needs a \"tls\" listener", cfg_datapath_names[l->datapath]);
+		ferr(p, "datapath", "\"%s\" needs a \"tls\" listener",
+		     cfg_datapath_names[l->datapath]);
 	if (l->protocol == CFG_PROTO_TLS && l->datapath == CFG_DP_SOCKMAP)
-		ferr(p, "datapath", "\"sockmap\" forwards plaintext; \"tls\" listeners use "
-			"\"ktls-sockmap\", \"ktls-splice\" or \"userspace\"");
+		ferr(p, "datapath",
+		     "\"sockmap\" forwards plaintext; \"tls\" listeners use "
+		     "\"ktls-sockmap\", \"ktls-splice\" or \"userspace\"");
 	if (l->session_tickets.key_file && !l->session_resumption)
 		ferr(p, "session_tickets.key_file", "needs \"session_resumption\": true");
 	if (l->backend_tls.enabled && l->protocol != CFG_PROTO_TLS)
@@ -949,8 +965,8 @@ int config_load(const char *path, struct config **out, struct cfg_errors *errs)
 	atomic_init(&cfg->refs, 1);
 	cfg->path = xstrdup(path);
 	slash = strrchr(path, '/');
-	cfg->dir = slash ? strndup(path, (size_t)(slash - path == 0 ? 1 : slash - path))
-			 : xstrdup(".");
+	cfg->dir =
+	    slash ? strndup(path, (size_t)(slash - path == 0 ? 1 : slash - path)) : xstrdup(".");
 	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
 		if (jerr.line > 0)

@@ -153,11 +153,11 @@ struct config {
 		uint32_t max_connections;
 		uint32_t max_handshakes; /* in progress at once */
 		struct {
-			uint32_t rate;		 /* new connections per second; 0 = off */
+			uint32_t rate; /* new connections per second; 0 = off */
 			uint32_t burst;
-			uint32_t max_handshakes; /* in progress at once; 0 = off */
+			uint32_t max_handshakes;  /* in progress at once; 0 = off */
 			uint32_t max_connections; /* open at once; 0 = off */
-			uint32_t table_size;	 /* sources tracked (restart to change) */
+			uint32_t table_size;	  /* sources tracked (restart to change) */
 		} per_source;
 		uint64_t sockmap_backlog; /* bytes waiting in the kernel, all sockmap connections */
 	} limits;
@@ -176,7 +176,7 @@ struct cfg_errors {
  * On failure returns a negative errno and errs lists every problem (the caller frees it). */
 int config_load(const char *path, struct config **out, struct cfg_errors *errs) __must_check;
 void config_errors_add(struct cfg_errors *errs, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void config_errors_free(struct cfg_errors *errs);
 
 struct config *config_get(struct config *c);

@@ -110,14 +110,14 @@ static void log_handshake(struct conn *c, const char *result)
 		snprintf(client, sizeof(client), "- (%s)", mtls_verify_reason(c->ssl));
 	if (sni) /* any byte but NUL, as the client sent it */
 		sni = hostname_text(sni, strlen(sni), sni_text, sizeof(sni_text));
-	log_info("conn peer=%s listener=%s sni=%s cert=%s proto=%s cipher=%s alpn=%.*s client=\"%s\" "
-		 "tier=%s%s%s%s backend=%s%s hs_ms=%llu resumed=%s result=%s",
-		 c->peer_text, l->name, sni ? sni : "-", cert, proto, cipher,
-		 alpn_len ? (int)alpn_len : 1, alpn_len ? (const char *)alpn : "-", client,
-		 c->dp ? c->dp->name : "-", c->tier_note ? " (" : "",
-		 c->tier_note ? c->tier_note : "", c->tier_note ? ")" : "",
-		 c->server ? c->server->text : "-", btls, (unsigned long long)c->hs_ms, resumed,
-		 result);
+	log_info(
+	    "conn peer=%s listener=%s sni=%s cert=%s proto=%s cipher=%s alpn=%.*s client=\"%s\" "
+	    "tier=%s%s%s%s backend=%s%s hs_ms=%llu resumed=%s result=%s",
+	    c->peer_text, l->name, sni ? sni : "-", cert, proto, cipher,
+	    alpn_len ? (int)alpn_len : 1, alpn_len ? (const char *)alpn : "-", client,
+	    c->dp ? c->dp->name : "-", c->tier_note ? " (" : "", c->tier_note ? c->tier_note : "",
+	    c->tier_note ? ")" : "", c->server ? c->server->text : "-", btls,
+	    (unsigned long long)c->hs_ms, resumed, result);
 	stats_conn_logged(c, result);
 }
 
@@ -637,20 +637,23 @@ static void on_recv(struct conn *c, bool client, int res)
 			record_feed(&c->rx_rec, b->data + b->tail, (size_t)res);
 		b->tail += (uint32_t)res;
 		c->active_ms = c->w->now_ms;
-		if (!conn_tls(c)) /* plain forwarding: payload is what arrives; TLS counts plaintext */
+		if (!conn_tls(
+			c)) /* plain forwarding: payload is what arrives; TLS counts plaintext */
 			*(client ? &c->bytes_c2b : &c->bytes_b2c) += (uint64_t)res;
 	} else if (res == 0) {
 		c->flags |= client ? CF_CIN_EOF : CF_BIN_EOF;
 	} else if (!client && c->bssl && c->phase == CONN_CONNECTING) {
-		backend_tls_failed(c, res == -ECONNRESET ? "backend TLS handshake failed: the backend "
-							   "reset the connection"
-							 : "backend TLS handshake failed: recv error",
+		backend_tls_failed(c,
+				   res == -ECONNRESET ? "backend TLS handshake failed: the backend "
+							"reset the connection"
+						      : "backend TLS handshake failed: recv error",
 				   STATS_BTLS_HANDSHAKE);
 	} else if (res == -ECANCELED && c->phase == CONN_FORWARDING) {
 		/* a tier took the socket over (dp_sockmap) */
 	} else if (c->phase != CONN_CLOSING) {
-		conn_close(c, client ? (res == -ECONNRESET ? "client reset" : "client recv error")
-				     : (res == -ECONNRESET ? "backend reset" : "backend recv error"));
+		conn_close(c, client
+				  ? (res == -ECONNRESET ? "client reset" : "client recv error")
+				  : (res == -ECONNRESET ? "backend reset" : "backend recv error"));
 	}
 }
 
@@ -675,7 +678,7 @@ static void on_send(struct conn *c, bool client, int res)
 
 void conn_complete(struct conn *c, unsigned op, int res)
 {
-	c->inflight &= (uint16_t)~(1u << op);
+	c->inflight &= (uint16_t) ~(1u << op);
 	switch (op) {
 	case OP_CRECV:
 	case OP_BRECV:

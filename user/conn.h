@@ -37,7 +37,7 @@ enum op {
 	OP_DP2,
 	OP_DP3,
 	OP_DP4,
-	OP_ACCEPT,  /* worker-level operations */
+	OP_ACCEPT, /* worker-level operations */
 	OP_TICK,
 	OP_WAKE,
 	OP_SOCKMAP, /* the sockmap tier's backlog check (dp_sockmap_check) */
@@ -46,19 +46,19 @@ enum op {
 enum conn_phase { CONN_HANDSHAKE, CONN_CONNECTING, CONN_FORWARDING, CONN_CLOSING };
 
 enum conn_flag {
-	CF_CIN_EOF = 1 << 0,	  /* client sent FIN */
-	CF_BIN_EOF = 1 << 1,	  /* backend sent FIN */
-	CF_C_DONE = 1 << 2,	  /* client's direction fully decoded (close_notify or FIN) */
-	CF_B_SHUT = 1 << 3,	  /* backend socket shut for writing */
-	CF_C_NOTIFY = 1 << 4,	  /* close_notify queued for the client */
-	CF_C_SHUT = 1 << 5,	  /* client socket shut for writing */
-	CF_FLUSH_CLOSE = 1 << 6,  /* send what cout holds (an alert), then close */
-	CF_LOGGED = 1 << 7,	  /* the handshake line is written */
-	CF_B_DONE = 1 << 8,	  /* backend TLS: the backend's direction fully decoded */
-	CF_B_NOTIFY = 1 << 9,	  /* backend TLS: close_notify queued for the backend */
-	CF_PARKED = 1 << 10,	  /* idle: buffers released, sockets watched by polls (conn.c) */
-	CF_CPOLL = 1 << 11,	  /* OP_CRECV is a poll for readability, not a recv */
-	CF_BPOLL = 1 << 12,	  /* OP_BRECV likewise */
+	CF_CIN_EOF = 1 << 0,	     /* client sent FIN */
+	CF_BIN_EOF = 1 << 1,	     /* backend sent FIN */
+	CF_C_DONE = 1 << 2,	     /* client's direction fully decoded (close_notify or FIN) */
+	CF_B_SHUT = 1 << 3,	     /* backend socket shut for writing */
+	CF_C_NOTIFY = 1 << 4,	     /* close_notify queued for the client */
+	CF_C_SHUT = 1 << 5,	     /* client socket shut for writing */
+	CF_FLUSH_CLOSE = 1 << 6,     /* send what cout holds (an alert), then close */
+	CF_LOGGED = 1 << 7,	     /* the handshake line is written */
+	CF_B_DONE = 1 << 8,	     /* backend TLS: the backend's direction fully decoded */
+	CF_B_NOTIFY = 1 << 9,	     /* backend TLS: close_notify queued for the backend */
+	CF_PARKED = 1 << 10,	     /* idle: buffers released, sockets watched by polls (conn.c) */
+	CF_CPOLL = 1 << 11,	     /* OP_CRECV is a poll for readability, not a recv */
+	CF_BPOLL = 1 << 12,	     /* OP_BRECV likewise */
 	CF_HANDOFF_CANCEL = 1 << 13, /* handoff_try cancelled the client recv in flight */
 	CF_HELLO = 1 << 14,	     /* the client's whole ClientHello has been read */
 };
@@ -79,7 +79,7 @@ struct conn {
 	uint8_t rl_pending, rl_warnings, rl_empty, rl_updates, renegs;
 	int cfd, bfd;
 	uint8_t phase;
-	uint8_t attempt; /* backend server tries so far */
+	uint8_t attempt;   /* backend server tries so far */
 	uint16_t inflight; /* 1 << enum op */
 	uint16_t flags;
 	int connect_res;
@@ -88,13 +88,14 @@ struct conn {
 	struct backend_rt *backend; /* the listener's, or the one a passthrough route chose */
 	uint8_t route;		    /* passthrough: enum route_match + 1, 0 before routing */
 	struct buf cin, cout, bin, bout;
-	struct buf *c_tx, *b_tx; /* what is sent to each side: cout/bout with TLS, bin/cin without */
+	struct buf *c_tx,
+	    *b_tx; /* what is sent to each side: cout/bout with TLS, bin/cin without */
 	/* Backend TLS (backend_tls.h): the backend's SSL and its records each way; bin and bout
 	 * then hold the plaintext, b_tx is bcout. */
 	SSL *bssl;
 	struct buf bcin, bcout;
 	uint64_t bhs_start_ms;
-	void *dp_data;		 /* the tier's own state, freed by its release() */
+	void *dp_data; /* the tier's own state, freed by its release() */
 	/* Kernel handoff bookkeeping (see record.h): the client's stream, read record by record
 	 * while keys may go to the kernel, and ours, for the last TLS 1.2 explicit nonce. */
 	struct record_track rx_rec, tx_rec;
@@ -116,7 +117,7 @@ struct conn {
 	const char *version, *cipher;
 	uint64_t acct_c2b, acct_b2c;
 	uint8_t tier;
-	bool bpf_want;		      /* its conns entry is due at the next tick (conn_bpf.h) */
+	bool bpf_want;			 /* its conns entry is due at the next tick (conn_bpf.h) */
 	uint16_t tls_version, cipher_id; /* for that entry: the SSL may be gone by then */
 	uint64_t cookie; /* client socket cookie: its conns map key (conn_bpf.h); 0 = no entry */
 	struct admit_hold limits; /* released as the handshake ends and at free */
@@ -140,7 +141,7 @@ struct dp_ops {
  * still owns *hold). */
 int conn_accept(struct worker *w, struct listener_rt *l, int fd,
 		const struct sockaddr_storage *peer, struct admit_hold *hold)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /* Dispatches a completion of an operation tagged for c. */
 void conn_complete(struct conn *c, unsigned op, int res);
 /* Starts closing: cancels what is in flight. The connection is freed when nothing remains in

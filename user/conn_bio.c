@@ -12,7 +12,7 @@ static pthread_once_t method_once = PTHREAD_ONCE_INIT;
 /* The side of c a BIO stands for. */
 struct side {
 	struct buf *in, *out;
-	bool eof;	       /* the peer sent FIN */
+	bool eof;		     /* the peer sent FIN */
 	struct record_track *tx_rec; /* fed with what OpenSSL writes, or NULL */
 	struct record_track *rx_rec; /* fed with what OpenSSL reads, or NULL */
 };

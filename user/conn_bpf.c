@@ -33,15 +33,15 @@ void conn_bpf_open(struct conn *c)
 static void entry_create(struct conn *c)
 {
 	struct ktlsd_conn e = {
-	    .listener = (uint32_t)c->l->index,
-	    .state = conn_state(c),
-	    .tier = (enum ktlsd_tier)c->tier,
-	    .bytes_c2b = c->bytes_c2b,
-	    .bytes_b2c = c->bytes_b2c,
-	    .start_ns = c->start_ms * 1000000ull,
-	    .last_ns = c->active_ms * 1000000ull,
-	    .tls_version = c->tls_version,
-	    .cipher_suite = c->cipher_id,
+		.listener = (uint32_t)c->l->index,
+		.state = conn_state(c),
+		.tier = (enum ktlsd_tier)c->tier,
+		.bytes_c2b = c->bytes_c2b,
+		.bytes_b2c = c->bytes_b2c,
+		.start_ns = c->start_ms * 1000000ull,
+		.last_ns = c->active_ms * 1000000ull,
+		.tls_version = c->tls_version,
+		.cipher_suite = c->cipher_id,
 	};
 
 	c->bpf_want = false;

@@ -11,8 +11,8 @@
 
 #define ALERT_WARNING 1
 #define ALERT_FATAL 2
-#define MAX_WARNINGS 5 /* OpenSSL's MAX_WARN_ALERT_COUNT */
-#define MAX_EMPTY 32	  /* empty records in a row: OpenSSL's MAX_EMPTY_RECORDS */
+#define MAX_WARNINGS 5	   /* OpenSSL's MAX_WARN_ALERT_COUNT */
+#define MAX_EMPTY 32	   /* empty records in a row: OpenSSL's MAX_EMPTY_RECORDS */
 #define MAX_KEY_UPDATES 32 /* KeyUpdates with no data between them: BoringSSL's kMaxKeyUpdates */
 #define HS_KEY_UPDATE 24
 
@@ -66,9 +66,9 @@ static bool on_alert(struct conn *c, const uint8_t *p, uint32_t n)
 		return true;
 	}
 	/* TLS 1.2 warnings go by (but not a stream of them); TLS 1.3 has only user_canceled. */
-	if (rlayer_version(c->rl) == TLS1_3_VERSION ? p[1] == SSL_AD_USER_CANCELLED
-						    : p[0] == ALERT_WARNING &&
-							      p[1] != SSL_AD_NO_RENEGOTIATION) {
+	if (rlayer_version(c->rl) == TLS1_3_VERSION
+		? p[1] == SSL_AD_USER_CANCELLED
+		: p[0] == ALERT_WARNING && p[1] != SSL_AD_NO_RENEGOTIATION) {
 		if (++c->rl_warnings < MAX_WARNINGS)
 			return true;
 		return fail(c, "too many warning alerts", 10 /* unexpected_message */);
@@ -97,7 +97,8 @@ static uint8_t key_update_alert(const uint8_t *p, uint32_t n)
 	if (len > 1)
 		return SSL_AD_ILLEGAL_PARAMETER;
 	if (n != 5)
-		return SSL_AD_UNEXPECTED_MESSAGE; /* the message spans records, or another follows */
+		return SSL_AD_UNEXPECTED_MESSAGE; /* the message spans records, or another follows
+						   */
 	return p[4] > 1 ? SSL_AD_ILLEGAL_PARAMETER : 0;
 }
 
@@ -169,11 +170,12 @@ bool conn_rl_decrypt(struct conn *c)
 			return true;
 		}
 		if (n < 0)
-			return fail(c, n == -EBADMSG	 ? "bad record mac"
-				       : n == -EMSGSIZE ? "record overflow"
-				       : n == -EPROTO	 ? "unexpected record"
-				       : n == -EPROTONOSUPPORT ? "wrong record version"
-							 : "record layer failure",
+			return fail(c,
+				    n == -EBADMSG	    ? "bad record mac"
+				    : n == -EMSGSIZE	    ? "record overflow"
+				    : n == -EPROTO	    ? "unexpected record"
+				    : n == -EPROTONOSUPPORT ? "wrong record version"
+							    : "record layer failure",
 				    rlayer_alert(c->rl, n));
 		buf_consume(in, (uint32_t)n);
 		/* Records that carry nothing cost a decryption each: OpenSSL's cap on them in a row

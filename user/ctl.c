@@ -246,8 +246,8 @@ static void client_lines(struct ctl *c, struct ctl_client *cl)
 		if (!nl) {
 			if (cl->in_len > CTL_LINE_MAX) {
 				/* Answer, then skip to the next newline: the client may go on. */
-				client_reply(cl, ctl_error("request longer than %d bytes",
-							   CTL_LINE_MAX));
+				client_reply(
+				    cl, ctl_error("request longer than %d bytes", CTL_LINE_MAX));
 				cl->discarding = true;
 				cl->in_len = 0;
 			} else if (cl->eof) {
@@ -272,8 +272,8 @@ static void client_http(struct ctl *c, struct ctl_client *cl)
 {
 	char *resp = NULL;
 	size_t len = 0;
-	bool whole = memmem(cl->in, cl->in_len, "\r\n\r\n", 4) || memmem(cl->in, cl->in_len,
-									 "\n\n", 2);
+	bool whole =
+	    memmem(cl->in, cl->in_len, "\r\n\r\n", 4) || memmem(cl->in, cl->in_len, "\n\n", 2);
 
 	if (!whole && !cl->eof && cl->in_len < cl->in_cap)
 		return;

@@ -32,7 +32,10 @@ struct reload;
 struct ctl_client;
 
 /* A ctl that ctl_close may be called on before ctl_open. */
-#define CTL_INIT { .ctl_fd = -1, .metrics_fd = -1, .wake_fd = -1, .ep = -1 }
+#define CTL_INIT                                                                                   \
+	{                                                                                          \
+		.ctl_fd = -1, .metrics_fd = -1, .wake_fd = -1, .ep = -1                            \
+	}
 
 struct ctl {
 	struct reload *rl;

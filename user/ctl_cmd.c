@@ -85,9 +85,9 @@ static json_t *cmd_version(struct reload *rl, json_t *req)
 				    rl->caps.tier[t] ? json_string("available")
 						     : json_string(rl->caps.why[t]));
 	return ok(json_pack("{s:s,s:s,s:s,s:i,s:s,s:i,s:o,s:I,s:o}", "version", KTLSD_VERSION,
-			    "openssl", OpenSSL_version(OPENSSL_VERSION), "jansson",
-			    JANSSON_VERSION, "pid", (int)getpid(), "config", rl->path, "workers",
-			    (int)rl->n_workers, "started", ctl_json_time(rl->started), "uptime_s",
+			    "openssl", OpenSSL_version(OPENSSL_VERSION), "jansson", JANSSON_VERSION,
+			    "pid", (int)getpid(), "config", rl->path, "workers", (int)rl->n_workers,
+			    "started", ctl_json_time(rl->started), "uptime_s",
 			    (json_int_t)(time(NULL) - rl->started), "datapath", dp));
 }
 
@@ -193,7 +193,8 @@ static json_t *cmd_connections(struct reload *rl, json_t *req)
 		limit = json_integer_value(lim);
 	if (tier && strcmp(tier, "none") != 0 && stats_tier_by_name(tier) == STATS_TIER_NONE)
 		return ctl_error("connections: unknown tier \"%s\" (none, userspace, ktls-splice, "
-				 "ktls-sockmap, sockmap)", tier);
+				 "ktls-sockmap, sockmap)",
+				 tier);
 	call = worker_call_new(WORKER_MSG_CONNS, rl->n_workers);
 	if (!call)
 		return ctl_error("out of memory");
@@ -234,10 +235,24 @@ struct arg {
 	bool integer;
 };
 
-#define OPT(n) { .name = n }
-#define REQ(n) { .name = n, .required = true }
-#define INT(n) { .name = n, .integer = true }
-#define NONE { { .name = NULL } }
+#define OPT(n)                                                                                     \
+	{                                                                                          \
+		.name = n                                                                          \
+	}
+#define REQ(n)                                                                                     \
+	{                                                                                          \
+		.name = n, .required = true                                                        \
+	}
+#define INT(n)                                                                                     \
+	{                                                                                          \
+		.name = n, .integer = true                                                         \
+	}
+#define NONE                                                                                       \
+	{                                                                                          \
+		{                                                                                  \
+			.name = NULL                                                               \
+		}                                                                                  \
+	}
 
 static const struct cmd {
 	const char *name;
@@ -248,16 +263,23 @@ static const struct cmd {
 	{ "version", cmd_version, NONE, "version, build and datapath support" },
 	{ "stats", cmd_stats, NONE, "counters by listener" },
 	{ "listeners", cmd_listeners, NONE, "listeners, their state and connections" },
-	{ "connections", cmd_connections,
+	{ "connections",
+	  cmd_connections,
 	  { OPT("listener"), OPT("sni"), OPT("tier"), INT("limit") },
 	  "open connections (filters: listener, sni pattern, tier; limit, default 100)" },
 	{ "certs", cmd_certs, { OPT("name") }, "certificates: names, key type, expiry, use" },
 	{ "reload", cmd_reload, NONE, "re-read the config file and swap it in" },
-	{ "cert-set", cmd_cert_set, { REQ("name"), REQ("cert"), REQ("key") },
+	{ "cert-set",
+	  cmd_cert_set,
+	  { REQ("name"), REQ("cert"), REQ("key") },
 	  "replace a certificate's files with PEM texts, then reload" },
-	{ "cert-del", cmd_cert_del, { REQ("name") },
+	{ "cert-del",
+	  cmd_cert_del,
+	  { REQ("name") },
 	  "take a certificate out of every listener until cert-set or restart" },
-	{ "drain", cmd_drain, { REQ("listener") },
+	{ "drain",
+	  cmd_drain,
+	  { REQ("listener") },
 	  "stop accepting on a listener; its connections finish" },
 	{ "help", cmd_help, NONE, "this list" },
 };
@@ -271,8 +293,8 @@ static json_t *cmd_help(struct reload *rl, json_t *req)
 
 		for (const struct arg *a = cmds[i].args; a->name; a++)
 			json_array_append_new(args, json_string(a->name));
-		json_array_append_new(list, json_pack("{s:s,s:o,s:s}", "cmd", cmds[i].name,
-						      "args", args, "help", cmds[i].help));
+		json_array_append_new(list, json_pack("{s:s,s:o,s:s}", "cmd", cmds[i].name, "args",
+						      args, "help", cmds[i].help));
 	}
 	return ok(json_pack("{s:o}", "commands", list));
 }

@@ -32,7 +32,7 @@ static json_t *listener_counters(struct stats_listener *sl)
 	for (unsigned t = 0; t < STATS_TIER_N; t++) {
 		json_object_set_new(active, stats_tier_name(t),
 				    json_integer((json_int_t)atomic_load_explicit(
-					    &sl->active_tier[t], memory_order_relaxed)));
+					&sl->active_tier[t], memory_order_relaxed)));
 		json_object_set_new(total, stats_tier_name(t), u64(&sl->total_tier[t]));
 		n += stats_read(&sl->total_tier[t]);
 	}
@@ -86,13 +86,12 @@ static void add_removed(struct stats_listener *sl, void *arg)
 	unsigned active = atomic_load_explicit(&sl->active, memory_order_relaxed);
 
 	if (active && !config_listener_by_name(p->cfg, sl->name))
-		json_array_append_new(p->arr, json_pack("{s:s,s:s,s:{s:i}}", "name", sl->name,
-							"state", "removed", "connections",
-							"active", (int)active));
+		json_array_append_new(p->arr,
+				      json_pack("{s:s,s:s,s:{s:i}}", "name", sl->name, "state",
+						"removed", "connections", "active", (int)active));
 }
 
-static json_t *listener_json(const struct config *cfg, const struct listener_rt *lr,
-			     bool drained)
+static json_t *listener_json(const struct config *cfg, const struct listener_rt *lr, bool drained)
 {
 	const struct cfg_listener *l = lr->cfg;
 	json_t *certs = json_array(), *o;
@@ -104,17 +103,17 @@ static json_t *listener_json(const struct config *cfg, const struct listener_rt 
 		total += stats_read(&lr->stats->total_tier[t]);
 	o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:i,s:{s:i,s:I}}", "name", l->name, "bind",
 		      l->bind.text, "protocol", cfg_protocol_names[l->protocol], "state",
-		      drained ? "draining" : "serving", "datapath",
-		      cfg_datapath_names[l->datapath], "certificates", certs, "max_connections",
-		      (int)l->max_connections, "connections", "active",
+		      drained ? "draining" : "serving", "datapath", cfg_datapath_names[l->datapath],
+		      "certificates", certs, "max_connections", (int)l->max_connections,
+		      "connections", "active",
 		      (int)atomic_load_explicit(&lr->stats->active, memory_order_relaxed), "total",
 		      (json_int_t)total);
-	json_object_set_new(o, "backend", l->backend_name ? json_string(l->backend_name)
-							  : json_null());
+	json_object_set_new(o, "backend",
+			    l->backend_name ? json_string(l->backend_name) : json_null());
 	json_object_set_new(o, "security_policy",
 			    l->protocol == CFG_PROTO_TLS && l->security_policy
-				    ? json_string(l->security_policy)
-				    : json_null());
+				? json_string(l->security_policy)
+				: json_null());
 	return o;
 }
 
@@ -125,8 +124,8 @@ json_t *ctl_show_listeners(struct reload *rl)
 	pthread_mutex_lock(&rl->lock);
 	p.cfg = rl->st->cfg;
 	for (size_t i = 0; i < p.cfg->n_listeners; i++)
-		json_array_append_new(p.arr, listener_json(p.cfg, &rl->st->listeners[i],
-							   rl->drained[i]));
+		json_array_append_new(p.arr,
+				      listener_json(p.cfg, &rl->st->listeners[i], rl->drained[i]));
 	stats_for_each(add_removed, &p);
 	pthread_mutex_unlock(&rl->lock);
 	return json_pack("{s:b,s:o}", "ok", 1, "listeners", p.arr);
@@ -172,9 +171,9 @@ static json_t *cert_json(struct reload *rl, size_t i)
 	if (i < rl->n_certs && rl->certs[i])
 		cert_details(rl->certs[i], o);
 	else
-		json_object_set_new(o, "error", json_string(i < rl->n_certs && rl->cert_err[i]
-								    ? rl->cert_err[i]
-								    : "not loaded"));
+		json_object_set_new(o, "error",
+				    json_string(i < rl->n_certs && rl->cert_err[i] ? rl->cert_err[i]
+										   : "not loaded"));
 	return o;
 }
 

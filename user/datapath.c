@@ -35,7 +35,8 @@ static int probe_ktls(enum ktls_cipher cipher)
 	else if (cipher == KTLS_CIPHER_NONE)
 		ret = setsockopt(cfd, IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")) < 0 ? -errno : 0;
 	else
-		ret = ktls_install(cfd, &keys, &seq, KTLS_INSTALL_TX_ONLY, &state, why, sizeof(why));
+		ret =
+		    ktls_install(cfd, &keys, &seq, KTLS_INSTALL_TX_ONLY, &state, why, sizeof(why));
 	if (lfd >= 0)
 		close(lfd);
 	if (cfd >= 0)
@@ -83,7 +84,8 @@ void datapath_probe(struct datapath_caps *caps)
 				 have[0] ? ", " : "", ktls_cipher_name(ciphers[i]));
 		} else {
 			log_warn("datapath: the kernel's TLS cannot use %s (%s): such connections "
-				 "stay in userspace", ktls_cipher_name(ciphers[i]), strerror(-rc));
+				 "stay in userspace",
+				 ktls_cipher_name(ciphers[i]), strerror(-rc));
 		}
 	}
 	if (r == 0 && !caps->ktls_ciphers)
@@ -93,14 +95,16 @@ void datapath_probe(struct datapath_caps *caps)
 	caps->tier[CFG_DP_KTLS_SPLICE] = r == 0;
 	if (r < 0)
 		snprintf(caps->why[CFG_DP_KTLS_SPLICE], sizeof(caps->why[0]),
-			 r == -ENOPROTOOPT ? "the kernel's TLS supports none of the AEAD ciphers%s%s"
-					   : "the kernel has no TLS ULP (setsockopt TCP_ULP \"tls\": %s%s)",
+			 r == -ENOPROTOOPT
+			     ? "the kernel's TLS supports none of the AEAD ciphers%s%s"
+			     : "the kernel has no TLS ULP (setsockopt TCP_ULP \"tls\": %s%s)",
 			 r == -ENOPROTOOPT ? "" : strerror(-r),
 			 r == -ENOENT ? "; CONFIG_TLS is off or the tls module is not loaded" : "");
 	probe_sockmap(caps);
 	if (r == 0)
 		log_info("datapath: kTLS available (%s): tls listeners hand sessions to the kernel "
-			 "(ktls-splice) when the negotiated cipher allows it", have);
+			 "(ktls-splice) when the negotiated cipher allows it",
+			 have);
 	else
 		log_info("datapath: kTLS not used: %s; tls listeners forward in userspace",
 			 caps->why[CFG_DP_KTLS_SPLICE]);
@@ -109,8 +113,9 @@ void datapath_probe(struct datapath_caps *caps)
 	 * yet, so it stays unavailable either way; the reason says which case this kernel is. */
 	if (r == 0) {
 		ktls_sockmap_probe(caps->why[CFG_DP_KTLS_SOCKMAP], sizeof(caps->why[0]));
-		log_info("datapath: ktls-sockmap not available: %s; kTLS connections use ktls-splice",
-			 caps->why[CFG_DP_KTLS_SOCKMAP]);
+		log_info(
+		    "datapath: ktls-sockmap not available: %s; kTLS connections use ktls-splice",
+		    caps->why[CFG_DP_KTLS_SOCKMAP]);
 	} else {
 		snprintf(caps->why[CFG_DP_KTLS_SOCKMAP], sizeof(caps->why[0]),
 			 "it needs kTLS, which this kernel lacks");
@@ -146,14 +151,18 @@ void datapath_check(const struct config *cfg, const struct datapath_caps *caps,
 		 * the client's session to the kernel cannot carry it. */
 		if (l->backend_tls.enabled && l->datapath != CFG_DP_AUTO &&
 		    l->datapath != CFG_DP_USERSPACE)
-			config_errors_add(errs, "%s: listeners[%zu].datapath: \"%s\" cannot carry "
-						"backend_tls (TLS towards the backend runs in userspace); "
-						"use \"auto\" or \"userspace\"", cfg->path, i,
-					  cfg_datapath_names[l->datapath]);
+			config_errors_add(
+			    errs,
+			    "%s: listeners[%zu].datapath: \"%s\" cannot carry "
+			    "backend_tls (TLS towards the backend runs in userspace); "
+			    "use \"auto\" or \"userspace\"",
+			    cfg->path, i, cfg_datapath_names[l->datapath]);
 
 		if (!caps->tier[l->datapath])
-			config_errors_add(errs, "%s: listeners[%zu].datapath: \"%s\" is not "
-						"available: %s", cfg->path, i,
-					  cfg_datapath_names[l->datapath], caps->why[l->datapath]);
+			config_errors_add(errs,
+					  "%s: listeners[%zu].datapath: \"%s\" is not "
+					  "available: %s",
+					  cfg->path, i, cfg_datapath_names[l->datapath],
+					  caps->why[l->datapath]);
 	}
 }

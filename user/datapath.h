@@ -10,7 +10,7 @@
 #include "ktls.h"
 
 struct datapath_caps {
-	bool tier[CFG_DP_SOCKMAP + 1]; /* indexed by enum cfg_datapath */
+	bool tier[CFG_DP_SOCKMAP + 1];	   /* indexed by enum cfg_datapath */
 	char why[CFG_DP_SOCKMAP + 1][160]; /* why a tier is unavailable */
 	unsigned ktls_ciphers;		   /* 1 << enum ktls_cipher the kernel accepted */
 };

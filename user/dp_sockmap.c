@@ -156,8 +156,8 @@ static int measure_dir(struct conn *c, struct sockmap_state *st, unsigned d)
  * the backlog. Returns whether a count moved. */
 static bool account(struct conn *c, struct sockmap_state *st)
 {
-	uint64_t *bytes[2] = {[KTLSD_DIR_C2B] = &c->bytes_c2b, [KTLSD_DIR_B2C] = &c->bytes_b2c};
-	uint64_t rcvd[2] = {st->dir[0].src_rcvd, st->dir[1].src_rcvd};
+	uint64_t *bytes[2] = { [KTLSD_DIR_C2B] = &c->bytes_c2b, [KTLSD_DIR_B2C] = &c->bytes_b2c };
+	uint64_t rcvd[2] = { st->dir[0].src_rcvd, st->dir[1].src_rcvd };
 	uint64_t pending = 0;
 	bool moved = false;
 
@@ -198,7 +198,7 @@ static void arm_poll(struct conn *c, bool client)
 /* An error or reset on one socket: the other gets a reset too (close with SO_LINGER 0). */
 static void reset(struct conn *c, bool client, int err)
 {
-	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
 	setsockopt(client ? c->bfd : c->cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	log_debug("conn peer=%s listener=%s: %s socket: %s", c->peer_text, c->l->cfg->name,
@@ -240,13 +240,13 @@ static bool ready_for_map(struct conn *c, struct sockmap_state *st)
 static int handover(struct conn *c, struct sockmap_state *st)
 {
 	struct ktlsd_conn e = {
-	    .listener = (uint32_t)c->l->index,
-	    .state = KTLSD_STATE_FORWARDING,
-	    .tier = KTLSD_TIER_SOCKMAP,
-	    .backend_cookie = st->bcookie,
-	    .bytes_c2b = c->bytes_c2b,
-	    .bytes_b2c = c->bytes_b2c,
-	    .start_ns = c->start_ms * 1000000ull,
+		.listener = (uint32_t)c->l->index,
+		.state = KTLSD_STATE_FORWARDING,
+		.tier = KTLSD_TIER_SOCKMAP,
+		.backend_cookie = st->bcookie,
+		.bytes_c2b = c->bytes_c2b,
+		.bytes_b2c = c->bytes_b2c,
+		.start_ns = c->start_ms * 1000000ull,
 	};
 	int one = 1, r;
 
@@ -399,10 +399,9 @@ static void publish_largest(struct worker *w)
 			max = st->backlog;
 	atomic_store_explicit(&largest[w->id], max, memory_order_relaxed);
 	used = atomic_load_explicit(&largest_used, memory_order_relaxed);
-	while (used <= w->id && !atomic_compare_exchange_weak_explicit(&largest_used, &used,
-								       w->id + 1,
-								       memory_order_relaxed,
-								       memory_order_relaxed))
+	while (used <= w->id &&
+	       !atomic_compare_exchange_weak_explicit(&largest_used, &used, w->id + 1,
+						      memory_order_relaxed, memory_order_relaxed))
 		;
 }
 
@@ -615,9 +614,9 @@ int dp_sockmap_attach(struct conn *c)
 }
 
 const struct dp_ops dp_sockmap = {
-    .name = "sockmap",
-    .pump = pump,
-    .complete = complete,
-    .release = release,
-    .tick = tick,
+	.name = "sockmap",
+	.pump = pump,
+	.complete = complete,
+	.release = release,
+	.tick = tick,
 };

@@ -49,7 +49,8 @@ struct splice_state {
 	struct splice_dir c2b, b2c;
 };
 
-/* Ops: OP_DP1 client POLLIN, OP_DP2 client POLLOUT, OP_DP3 backend POLLIN, OP_DP4 backend POLLOUT. */
+/* Ops: OP_DP1 client POLLIN, OP_DP2 client POLLOUT, OP_DP3 backend POLLIN, OP_DP4 backend POLLOUT.
+ */
 static void arm_poll(struct conn *c, int fd, unsigned events, unsigned op)
 {
 	struct io_uring_sqe *sqe;
@@ -88,7 +89,9 @@ static int read_control(struct conn *c)
 {
 	uint8_t data[64], cbuf[CMSG_SPACE(sizeof(uint8_t))];
 	struct iovec iov = { .iov_base = data, .iov_len = sizeof(data) };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+	struct msghdr msg = { .msg_iov = &iov,
+			      .msg_iovlen = 1,
+			      .msg_control = cbuf,
 			      .msg_controllen = sizeof(cbuf) };
 	struct cmsghdr *cm;
 	uint8_t type = 0;
@@ -173,8 +176,9 @@ static bool move(struct conn *c, struct splice_dir *d, bool c2b)
 			} else {
 				bool reset = errno == ECONNRESET || errno == EPIPE;
 
-				conn_close(c, c2b ? (reset ? "backend reset" : "backend send failed")
-						  : (reset ? "client reset" : "client send failed"));
+				conn_close(c,
+					   c2b ? (reset ? "backend reset" : "backend send failed")
+					       : (reset ? "client reset" : "client send failed"));
 				return false;
 			}
 		}
@@ -188,7 +192,9 @@ static void send_close_notify(struct conn *c)
 	uint8_t alert[2] = { 1, TLS_ALERT_CLOSE_NOTIFY };
 	uint8_t cbuf[CMSG_SPACE(sizeof(uint8_t))];
 	struct iovec iov = { .iov_base = alert, .iov_len = sizeof(alert) };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+	struct msghdr msg = { .msg_iov = &iov,
+			      .msg_iovlen = 1,
+			      .msg_control = cbuf,
 			      .msg_controllen = sizeof(cbuf) };
 	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
 

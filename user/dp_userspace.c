@@ -26,8 +26,8 @@
 #define RECORD_ROOM (16384u + 1024u)
 
 /* One TLS session of a connection, seen from the pipeline: the client's (ssl) decrypts cin into
- * bout and encrypts bin into cout; with backend TLS, the backend's (bssl) decrypts bcin into bin and
- * encrypts bout into bcout. */
+ * bout and encrypts bin into cout; with backend TLS, the backend's (bssl) decrypts bcin into bin
+ * and encrypts bout into bcout. */
 struct tls_side {
 	SSL *ssl;
 	struct buf *plain_out, *plain_in; /* SSL_read's destination, SSL_write's source */
@@ -38,10 +38,11 @@ struct tls_side {
 static struct tls_side side(struct conn *c, bool backend)
 {
 	if (backend)
-		return (struct tls_side){ c->bssl, &c->bin, &c->bout, CF_B_DONE, CF_B_NOTIFY,
-					  CF_C_DONE, NULL, NULL };
-	return (struct tls_side){ c->ssl, &c->bout, &c->bin, CF_C_DONE, CF_C_NOTIFY,
-				  c->bssl ? CF_B_DONE : CF_BIN_EOF, &c->bytes_c2b, &c->bytes_b2c };
+		return (struct tls_side){ c->bssl,     &c->bin,	  &c->bout, CF_B_DONE,
+					  CF_B_NOTIFY, CF_C_DONE, NULL,	    NULL };
+	return (struct tls_side){ c->ssl,	 &c->bout,     &c->bin,
+				  CF_C_DONE,	 CF_C_NOTIFY,  c->bssl ? CF_B_DONE : CF_BIN_EOF,
+				  &c->bytes_c2b, &c->bytes_b2c };
 }
 
 /* Logs a TLS error of one side and starts closing. Returns false (the connection is closing). */

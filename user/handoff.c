@@ -23,7 +23,8 @@ static const char *session_keys(struct conn *c, struct ktls_keys *keys, struct k
 	int r = ktls_capture_seq(c->ssl, seq);
 
 	if (r < 0)
-		return r == -ESTALE ? "keys changed after the handshake" : "record sequence unknown";
+		return r == -ESTALE ? "keys changed after the handshake"
+				    : "record sequence unknown";
 	if (ktls_derive(c->ssl, keys) < 0)
 		return "key derivation failed";
 	/* TLS 1.2 GCM/CCM: continue OpenSSL's explicit nonces rather than restart them. */
@@ -46,8 +47,8 @@ enum handoff_result handoff_try(struct conn *c)
 		return stay(c, NULL);
 	/* A recv still in flight (pump_handshake posts one while its last flight waits for room in
 	 * cout) would have the kernel write the first decrypted bytes into cin after it is freed:
-	 * cancel it and come back when it has completed. A recv that took bytes first leaves them in
-	 * cin, and the check below keeps the connection in userspace. */
+	 * cancel it and come back when it has completed. A recv that took bytes first leaves them
+	 * in cin, and the check below keeps the connection in userspace. */
 	if (c->inflight & (1u << OP_CRECV)) {
 		if (!(c->flags & CF_HANDOFF_CANCEL)) {
 			c->flags |= CF_HANDOFF_CANCEL;

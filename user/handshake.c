@@ -24,8 +24,9 @@ void handshake_log_renegotiation(struct conn *c)
 		c->renegs++;
 	if (c->renegs != 1 || !ratelog_allow(&all, c->w->now_ms, &left_out))
 		return;
-	log_info("conn peer=%s listener=%s: client attempted renegotiation: refused%s", c->peer_text,
-		 c->l->cfg->name, left_out ? " (and more on other connections, not logged)" : "");
+	log_info("conn peer=%s listener=%s: client attempted renegotiation: refused%s",
+		 c->peer_text, c->l->cfg->name,
+		 left_out ? " (and more on other connections, not logged)" : "");
 }
 
 /* Renegotiation is never allowed (SSL_OP_NO_RENEGOTIATION, set by the policy): OpenSSL answers a

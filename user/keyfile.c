@@ -13,14 +13,16 @@ bool keyfile_check(const struct config *cfg, const char *path, const char *json_
 	if (stat(path, &st) < 0)
 		return true;
 	if (st.st_mode & (S_IRWXG | S_IRWXO))
-		snprintf(why, sizeof(why), "%s is accessible by %s (mode %04o); a private key must "
-			 "be readable by its owner only: chmod 600 it", path,
-			 st.st_mode & S_IRWXO ? "other users" : "its group",
+		snprintf(why, sizeof(why),
+			 "%s is accessible by %s (mode %04o); a private key must "
+			 "be readable by its owner only: chmod 600 it",
+			 path, st.st_mode & S_IRWXO ? "other users" : "its group",
 			 (unsigned)(st.st_mode & 07777));
 	else if (owner != (uid_t)-1 && st.st_uid != owner)
-		snprintf(why, sizeof(why), "%s is owned by uid %u, not by uid %u that ktlsd runs as "
-			 "(\"user\"), which must re-read it at reload: chown it", path,
-			 (unsigned)st.st_uid, (unsigned)owner);
+		snprintf(why, sizeof(why),
+			 "%s is owned by uid %u, not by uid %u that ktlsd runs as "
+			 "(\"user\"), which must re-read it at reload: chown it",
+			 path, (unsigned)st.st_uid, (unsigned)owner);
 	else
 		return true;
 	if (cfg->key_file_permissions == CFG_KEYPERM_WARN) {

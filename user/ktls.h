@@ -145,13 +145,13 @@ void ktls_keys_wipe(struct ktls_keys *k);
 /* The application traffic secrets of a finished TLS 1.3 handshake on ssl: tx is what this end
  * sends under. Returns their length (32 or 48, the suite's hash), -ENOKEY if the capture lacks
  * them, -ESTALE after a key change. */
-int ktls_traffic_secrets(SSL *ssl, uint8_t tx[KTLS_SECRET_MAX], uint8_t rx[KTLS_SECRET_MAX])
-	__must_check;
+int ktls_traffic_secrets(SSL *ssl, uint8_t tx[KTLS_SECRET_MAX],
+			 uint8_t rx[KTLS_SECRET_MAX]) __must_check;
 /* RFC 8446 §7.2: replaces secret (len bytes, 32 = SHA-256 or 48 = SHA-384) by the next
  * application traffic secret and derives that direction's key and IV from it into d. Returns 0,
  * -EINVAL, -ENOMEM or -EPROTO; secret is unchanged on failure. */
-int ktls_key_update(enum ktls_cipher c, uint8_t *secret, size_t len, struct ktls_dir *d)
-	__must_check;
+int ktls_key_update(enum ktls_cipher c, uint8_t *secret, size_t len,
+		    struct ktls_dir *d) __must_check;
 
 /* ---- install (ktls.c) --------------------------------------------------------------------- */
 

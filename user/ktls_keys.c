@@ -446,7 +446,7 @@ int ktls_derive(SSL *ssl, struct ktls_keys *out)
 		mlen = SSL_SESSION_get_master_key(SSL_get_session(ssl), master, sizeof(master));
 		ENSURE(mlen > 0, ENOKEY);
 		ENSURE(SSL_get_client_random(ssl, cr, sizeof(cr)) == sizeof(cr) &&
-			       SSL_get_server_random(ssl, sr, sizeof(sr)) == sizeof(sr),
+			   SSL_get_server_random(ssl, sr, sizeof(sr)) == sizeof(sr),
 		       ENOKEY);
 		GUARD(ktls_keys_tls12(c, digest, master, mlen, cr, sr, SSL_is_server(ssl), out));
 	}
@@ -482,7 +482,7 @@ int ktls_traffic_secrets(SSL *ssl, uint8_t tx[KTLS_SECRET_MAX], uint8_t rx[KTLS_
 	ENSURE(!(cap->flags & CAP_STALE), ESTALE);
 	ENSURE((cap->flags & (CAP_CLIENT_SECRET | CAP_SERVER_SECRET)) ==
 		       (CAP_CLIENT_SECRET | CAP_SERVER_SECRET) &&
-		       cap->client_len == cap->server_len,
+		   cap->client_len == cap->server_len,
 	       ENOKEY);
 	memcpy(tx, server ? cap->server_secret : cap->client_secret, cap->client_len);
 	memcpy(rx, server ? cap->client_secret : cap->server_secret, cap->client_len);

@@ -23,10 +23,10 @@ static int map_insert(int map, int fd)
 {
 	uint32_t key = 0;
 	uint64_t val = (uint64_t)fd;
-	union bpf_attr attr = {.map_fd = (uint32_t)map,
-			       .key = (uintptr_t)&key,
-			       .value = (uintptr_t)&val,
-			       .flags = BPF_ANY};
+	union bpf_attr attr = { .map_fd = (uint32_t)map,
+				.key = (uintptr_t)&key,
+				.value = (uintptr_t)&val,
+				.flags = BPF_ANY };
 
 	return bpf_call(BPF_MAP_UPDATE_ELEM, &attr);
 }
@@ -34,7 +34,7 @@ static int map_insert(int map, int fd)
 /* A connected loopback pair in fds (fds[0] the client end); 0 or -errno. */
 static int tcp_pair(int fds[2])
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t alen = sizeof(a);
 	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ret = 0;
 
@@ -68,8 +68,8 @@ static const char *errname(int err)
 /* TCP_ULP "tls" and TLS_TX with a throwaway key, through the ktls_install() connections use. */
 static int set_tx(int fd)
 {
-	struct ktls_keys keys = {.version = TLS1_3_VERSION, .cipher = KTLS_AES_GCM_128};
-	struct ktls_seq seq = {0};
+	struct ktls_keys keys = { .version = TLS1_3_VERSION, .cipher = KTLS_AES_GCM_128 };
+	struct ktls_seq seq = { 0 };
 	enum ktls_state state;
 	char why[256];
 
@@ -79,8 +79,9 @@ static int set_tx(int fd)
 int ktls_sockmap_probe(char *why, size_t len)
 {
 	union bpf_attr create = {
-	    .map_type = BPF_MAP_TYPE_SOCKMAP, .key_size = 4, .value_size = 8, .max_entries = 1};
-	int map, fds[2] = {-1, -1}, ulp_first, map_first;
+		.map_type = BPF_MAP_TYPE_SOCKMAP, .key_size = 4, .value_size = 8, .max_entries = 1
+	};
+	int map, fds[2] = { -1, -1 }, ulp_first, map_first;
 
 	map = bpf_call(BPF_MAP_CREATE, &create);
 	if (map < 0) {

@@ -130,18 +130,30 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt_long(argc, argv, "c:fl:Vh", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'c': path = optarg; break;
-		case 'f': foreground = true; break;
+		case 'c':
+			path = optarg;
+			break;
+		case 'f':
+			foreground = true;
+			break;
 		case 'l':
 			if (log_set_level(optarg) < 0) {
 				fprintf(stderr, "ktlsd: unknown log level \"%s\"\n", optarg);
 				return 2;
 			}
 			break;
-		case 'C': check = true; break;
-		case 'V': printf("ktlsd %s (%s)\n", KTLSD_VERSION, OpenSSL_version(OPENSSL_VERSION)); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'C':
+			check = true;
+			break;
+		case 'V':
+			printf("ktlsd %s (%s)\n", KTLSD_VERSION, OpenSSL_version(OPENSSL_VERSION));
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (!path || optind != argc) {
@@ -207,7 +219,8 @@ int main(int argc, char **argv)
 		goto cleanup;
 	for (size_t i = 0; i < cfg->n_listeners; i++)
 		log_info("listener %s: %s on %s → backend %s", cfg->listeners[i].name,
-			 cfg_protocol_names[cfg->listeners[i].protocol], cfg->listeners[i].bind.text,
+			 cfg_protocol_names[cfg->listeners[i].protocol],
+			 cfg->listeners[i].bind.text,
 			 cfg->listeners[i].backend_name ? cfg->listeners[i].backend_name : "-");
 	log_info("ktlsd %s serving with %u worker%s; control socket %s%s%s", KTLSD_VERSION, n,
 		 n == 1 ? "" : "s", cfg->control.socket,

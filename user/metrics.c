@@ -130,20 +130,20 @@ static void one_listener(struct stats_listener *sl, void *arg)
 		break;
 	case M_TOTAL:
 		for (unsigned t = 0; t < STATS_TIER_N; t++)
-			sb_printf(b, "ktlsd_connections_total{listener=\"%s\",tier=\"%s\"} %llu\n", l,
-				  stats_tier_name(t),
+			sb_printf(b, "ktlsd_connections_total{listener=\"%s\",tier=\"%s\"} %llu\n",
+				  l, stats_tier_name(t),
 				  (unsigned long long)stats_read(&sl->total_tier[t]));
 		break;
 	case M_HS:
 		for (unsigned h = 0; h < STATS_HS_N; h++)
-			sb_printf(b, "ktlsd_handshakes_total{listener=\"%s\",result=\"%s\"} %llu\n", l,
-				  stats_hs_name(h),
+			sb_printf(b, "ktlsd_handshakes_total{listener=\"%s\",result=\"%s\"} %llu\n",
+				  l, stats_hs_name(h),
 				  (unsigned long long)stats_read(&sl->handshakes[h]));
 		break;
 	case M_FAIL:
 		for (unsigned i = 0; i < STATS_REASONS; i++) {
-			char *name = atomic_load_explicit(&sl->reasons[i].name,
-							  memory_order_acquire);
+			char *name =
+			    atomic_load_explicit(&sl->reasons[i].name, memory_order_acquire);
 
 			if (name)
 				sb_printf(b,
@@ -153,32 +153,36 @@ static void one_listener(struct stats_listener *sl, void *arg)
 					  (unsigned long long)stats_read(&sl->reasons[i].n));
 		}
 		if (stats_read(&sl->reasons_other))
-			sb_printf(b,
-				  "ktlsd_handshake_failures_total{listener=\"%s\",reason=\"other\"} "
-				  "%llu\n",
-				  l, (unsigned long long)stats_read(&sl->reasons_other));
+			sb_printf(
+			    b,
+			    "ktlsd_handshake_failures_total{listener=\"%s\",reason=\"other\"} "
+			    "%llu\n",
+			    l, (unsigned long long)stats_read(&sl->reasons_other));
 		break;
 	case M_BYTES:
-		sb_printf(b,
-			  "ktlsd_bytes_total{listener=\"%s\",direction=\"client_to_backend\"} %llu\n"
-			  "ktlsd_bytes_total{listener=\"%s\",direction=\"backend_to_client\"} %llu\n",
-			  l, (unsigned long long)stats_read(&sl->bytes_c2b), l,
-			  (unsigned long long)stats_read(&sl->bytes_b2c));
+		sb_printf(
+		    b,
+		    "ktlsd_bytes_total{listener=\"%s\",direction=\"client_to_backend\"} %llu\n"
+		    "ktlsd_bytes_total{listener=\"%s\",direction=\"backend_to_client\"} %llu\n",
+		    l, (unsigned long long)stats_read(&sl->bytes_c2b), l,
+		    (unsigned long long)stats_read(&sl->bytes_b2c));
 		break;
 	case M_HIST:
 		for (unsigned i = 0; i < STATS_HS_BUCKETS; i++) {
 			cum += stats_read(&sl->hs_bucket[i]);
 			if (stats_hs_bucket_us[i] == UINT64_MAX)
-				sb_printf(b,
-					  "ktlsd_handshake_seconds_bucket{listener=\"%s\",le=\"+Inf\"} "
-					  "%llu\n",
-					  l, (unsigned long long)cum);
+				sb_printf(
+				    b,
+				    "ktlsd_handshake_seconds_bucket{listener=\"%s\",le=\"+Inf\"} "
+				    "%llu\n",
+				    l, (unsigned long long)cum);
 			else
-				sb_printf(b,
-					  "ktlsd_handshake_seconds_bucket{listener=\"%s\",le=\"%g\"} "
-					  "%llu\n",
-					  l, (double)stats_hs_bucket_us[i] / 1e6,
-					  (unsigned long long)cum);
+				sb_printf(
+				    b,
+				    "ktlsd_handshake_seconds_bucket{listener=\"%s\",le=\"%g\"} "
+				    "%llu\n",
+				    l, (double)stats_hs_bucket_us[i] / 1e6,
+				    (unsigned long long)cum);
 		}
 		sb_printf(b, "ktlsd_handshake_seconds_sum{listener=\"%s\"} %.6f\n", l,
 			  (double)stats_read(&sl->hs_sum_us) / 1e6);
@@ -187,10 +191,9 @@ static void one_listener(struct stats_listener *sl, void *arg)
 		break;
 	case M_LIMIT:
 		for (unsigned i = 0; i < STATS_LIMIT_N; i++)
-			sb_printf(b,
-				  "ktlsd_limit_refusals_total{listener=\"%s\",limit=\"%s\"} %llu\n",
-				  l, stats_limit_name(i),
-				  (unsigned long long)stats_read(&sl->limit[i]));
+			sb_printf(
+			    b, "ktlsd_limit_refusals_total{listener=\"%s\",limit=\"%s\"} %llu\n", l,
+			    stats_limit_name(i), (unsigned long long)stats_read(&sl->limit[i]));
 		break;
 	case M_BACKEND:
 		sb_printf(b, "ktlsd_backend_failures_total{listener=\"%s\"} %llu\n", l,
@@ -254,7 +257,8 @@ static void certificates(struct sbuf *b, struct reload *rl)
 	     "Expiry (notAfter) of each configured certificate, Unix time.");
 	for (size_t i = 0; i < rl->n_certs && i < cfg->n_certs; i++)
 		if (rl->certs[i])
-			sb_printf(b, "ktlsd_certificate_not_after_seconds{certificate=\"%s\"} %lld\n",
+			sb_printf(b,
+				  "ktlsd_certificate_not_after_seconds{certificate=\"%s\"} %lld\n",
 				  esc(cfg->certs[i].name, n, sizeof(n)),
 				  (long long)certstore_cert_not_after(rl->certs[i]));
 }
@@ -298,7 +302,7 @@ int metrics_render(struct reload *rl, char **out, size_t *len)
 	head(&b, "ktlsd_start_time_seconds", "gauge", "When ktlsd started, Unix time.");
 	sb_printf(&b, "ktlsd_start_time_seconds %lld\n", (long long)rl->started);
 	head(&b, "ktlsd_last_change_time_seconds", "gauge",
-		"When the running config last changed (start, reload, cert-set, cert-del, drain).");
+	     "When the running config last changed (start, reload, cert-set, cert-del, drain).");
 	sb_printf(&b, "ktlsd_last_change_time_seconds %lld\n", (long long)rl->last_change);
 	head(&b, "ktlsd_build_info", "gauge", "Always 1; the version in a label.");
 	sb_printf(&b, "ktlsd_build_info{version=\"%s\"} 1\n", KTLSD_VERSION);

@@ -17,7 +17,6 @@
 
 #define MTLS_MAX_DEPTH 100
 
-
 static bool pem_at_end(void)
 {
 	unsigned long e = ERR_peek_last_error();
@@ -34,7 +33,7 @@ static int no_password(char *buf, int size, int rwflag, void *u)
 	return -1;
 }
 
-static const char *const mode_names[] = {"none", "optional", "required"};
+static const char *const mode_names[] = { "none", "optional", "required" };
 
 int mtls_mode_parse(const char *s, enum mtls_mode *out)
 {
@@ -96,15 +95,15 @@ static int load_cas(const char *path, BIO *bio, X509_STORE *store, STACK_OF(X509
 	}
 	if (!pem_at_end()) {
 		errmsg_set(err, errlen, "%s: certificate #%d is malformed (%s)", path, n + 1,
-		       errmsg_ossl_reason(why, sizeof(why)));
+			   errmsg_ossl_reason(why, sizeof(why)));
 		return -EINVAL;
 	}
 	ERR_clear_error();
 	if (n == 0) {
 		errmsg_set(err, errlen,
-		       "%s: no CA certificate found (expected \"-----BEGIN CERTIFICATE-----\" "
-		       "blocks)",
-		       path);
+			   "%s: no CA certificate found (expected \"-----BEGIN CERTIFICATE-----\" "
+			   "blocks)",
+			   path);
 		return -EINVAL;
 	}
 	return 0;
@@ -140,16 +139,16 @@ static int load_crls(const char *path, const char *ca_path, BIO *bio, X509_STORE
 		name_text(X509_CRL_get_issuer(crl), who, sizeof(who));
 		if (!find_issuer(cas, crl)) {
 			errmsg_set(err, errlen,
-			       "%s: CRL #%d is from \"%s\", which is not a CA of %s (or its "
-			       "signature does not verify with that CA's key)",
-			       path, n, who, ca_path);
+				   "%s: CRL #%d is from \"%s\", which is not a CA of %s (or its "
+				   "signature does not verify with that CA's key)",
+				   path, n, who, ca_path);
 			ret = -EINVAL;
 		} else if (next && X509_cmp_current_time(next) < 0) {
 			errmsg_set(err, errlen,
-			       "%s: CRL #%d from \"%s\" is out of date (past its "
-			       "nextUpdate): every client certificate of that CA would be "
-			       "refused; publish a new CRL",
-			       path, n, who);
+				   "%s: CRL #%d from \"%s\" is out of date (past its "
+				   "nextUpdate): every client certificate of that CA would be "
+				   "refused; publish a new CRL",
+				   path, n, who);
 			ret = -EINVAL;
 		} else if (!X509_STORE_add_crl(store, crl)) {
 			ret = -ENOMEM;
@@ -160,13 +159,13 @@ static int load_crls(const char *path, const char *ca_path, BIO *bio, X509_STORE
 	}
 	if (!pem_at_end()) {
 		errmsg_set(err, errlen, "%s: CRL #%d is malformed (%s)", path, n + 1,
-		       errmsg_ossl_reason(why, sizeof(why)));
+			   errmsg_ossl_reason(why, sizeof(why)));
 		return -EINVAL;
 	}
 	ERR_clear_error();
 	if (n == 0) {
 		errmsg_set(err, errlen,
-		       "%s: no CRL found (expected \"-----BEGIN X509 CRL-----\" blocks)", path);
+			   "%s: no CRL found (expected \"-----BEGIN X509 CRL-----\" blocks)", path);
 		return -EINVAL;
 	}
 	return 0;
@@ -220,11 +219,12 @@ int mtls_configure(SSL_CTX *ctx, enum mtls_mode mode, const char *ca_file, const
 	}
 	if (!ca_file) {
 		errmsg_set(err, errlen, "client_auth mode \"%s\" needs a CA file",
-		       mtls_mode_name(mode));
+			   mtls_mode_name(mode));
 		return -EINVAL;
 	}
 	if (depth > MTLS_MAX_DEPTH) {
-		errmsg_set(err, errlen, "client_auth depth %d is more than %d", depth, MTLS_MAX_DEPTH);
+		errmsg_set(err, errlen, "client_auth depth %d is more than %d", depth,
+			   MTLS_MAX_DEPTH);
 		return -EINVAL;
 	}
 	ret = -ENOMEM;

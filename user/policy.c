@@ -102,8 +102,10 @@ static int build(const char *name, const char *const *vers, size_t n_vers,
 		while (v < ARRAY_SIZE(versions) && strcmp(versions[v].name, vers[i]) != 0)
 			v++;
 		if (v == ARRAY_SIZE(versions)) {
-			snprintf(err, errlen, "unknown protocol version \"%s\" (TLSv1, TLSv1.1, "
-					      "TLSv1.2 or TLSv1.3)", vers[i]);
+			snprintf(err, errlen,
+				 "unknown protocol version \"%s\" (TLSv1, TLSv1.1, "
+				 "TLSv1.2 or TLSv1.3)",
+				 vers[i]);
 			ENSURE(false, EINVAL);
 		}
 		mask |= 1u << v;
@@ -114,7 +116,8 @@ static int build(const char *name, const char *const *vers, size_t n_vers,
 	}
 	p->min_version = versions[__builtin_ctz(mask)].version;
 	p->max_version = versions[31 - __builtin_clz(mask)].version;
-	for (unsigned v = (unsigned)__builtin_ctz(mask); v < 32u - (unsigned)__builtin_clz(mask); v++)
+	for (unsigned v = (unsigned)__builtin_ctz(mask); v < 32u - (unsigned)__builtin_clz(mask);
+	     v++)
 		if (!(mask & (1u << v)))
 			p->no_versions |= version_ops[v];
 	p->weak = p->min_version < TLS1_2_VERSION;
@@ -232,7 +235,7 @@ int policy_apply(SSL_CTX *ctx, const struct policy *p, char *err, size_t errlen)
 		ENSURE(false, EINVAL);
 	}
 	SSL_CTX_set_options(ctx, p->no_versions | SSL_OP_CIPHER_SERVER_PREFERENCE |
-					 SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+				     SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	if (p->ciphers[0]) {
 		ENSURE(asprintf(&list, "%s%s", p->ciphers, p->weak ? ":@SECLEVEL=0" : "") >= 0,
 		       ENOMEM);

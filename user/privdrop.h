@@ -29,8 +29,8 @@ struct privdrop_id {
 
 /* Resolves cfg->user and cfg->group (names or numbers). Unknown names are errors in errs
  * ("CONFIG: user: ..."); returns 0 or -EINVAL. */
-int privdrop_resolve(const struct config *cfg, struct privdrop_id *id, struct cfg_errors *errs)
-	__must_check;
+int privdrop_resolve(const struct config *cfg, struct privdrop_id *id,
+		     struct cfg_errors *errs) __must_check;
 /* Becomes id (supplementary groups cleared), keeps the capabilities above, sets no_new_privs.
  * Call while the process has one thread. Returns 0 or a negative errno, logged. Does nothing when
  * !id->enabled. */

@@ -22,7 +22,7 @@ struct record_track {
 	uint32_t after_ccs; /* complete records after the last ChangeCipherSpec record */
 	uint8_t body8[8];   /* the first body bytes of the current record */
 	uint8_t body8_have;
-	uint8_t last8[8];   /* ... of the last complete record: its TLS 1.2 explicit nonce */
+	uint8_t last8[8]; /* ... of the last complete record: its TLS 1.2 explicit nonce */
 };
 
 /* Accounts n more bytes of the stream. */
@@ -64,7 +64,8 @@ static inline void record_feed(struct record_track *t, const uint8_t *p, size_t 
 /* How many more bytes end the current record's header or body; never 0. */
 static inline size_t record_want(const struct record_track *t)
 {
-	return t->have < RECORD_HEADER ? (size_t)(RECORD_HEADER - t->have) : (t->left ? t->left : RECORD_HEADER);
+	return t->have < RECORD_HEADER ? (size_t)(RECORD_HEADER - t->have)
+				       : (t->left ? t->left : RECORD_HEADER);
 }
 
 /* True at a record boundary. */

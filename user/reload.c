@@ -128,11 +128,12 @@ static void overlay_apply(struct reload *r, struct config *cfg, struct reload_re
 			}
 			l->n_certs = k;
 			if (k == 0 && l->protocol == CFG_PROTO_TLS)
-				config_errors_add(&rep->problems,
-						  "%s: listeners[%zu].certificates: listener %s would "
-						  "have no certificate left: %s was deleted with "
-						  "cert-del",
-						  cfg->path, i, l->name, name);
+				config_errors_add(
+				    &rep->problems,
+				    "%s: listeners[%zu].certificates: listener %s would "
+				    "have no certificate left: %s was deleted with "
+				    "cert-del",
+				    cfg->path, i, l->name, name);
 		}
 	}
 }
@@ -144,8 +145,10 @@ static void warn_restart_only(const struct config *o, const struct config *n,
 		config_errors_add(&rep->warnings, "%s: workers: a change takes effect at restart",
 				  n->path);
 	if (o->limits.per_source.table_size != n->limits.per_source.table_size)
-		config_errors_add(&rep->warnings, "%s: limits.per_source.table_size: a change "
-				  "takes effect at restart", n->path);
+		config_errors_add(&rep->warnings,
+				  "%s: limits.per_source.table_size: a change "
+				  "takes effect at restart",
+				  n->path);
 	if (strcmp(o->control.socket, n->control.socket) != 0)
 		config_errors_add(&rep->warnings,
 				  "%s: control.socket: a change takes effect at restart", n->path);
@@ -199,8 +202,9 @@ static int adopt(struct reload *r, struct state *nst, struct plan *p, struct rel
 	}
 	worker_call_post(call, r->workers);
 	if (worker_call_wait(call, ADOPT_TIMEOUT_MS) < 0)
-		config_errors_add(&rep->warnings, "a worker did not answer within %d ms; it "
-						  "switches to the new config when it does",
+		config_errors_add(&rep->warnings,
+				  "a worker did not answer within %d ms; it "
+				  "switches to the new config when it does",
 				  ADOPT_TIMEOUT_MS);
 	for (unsigned k = 0; k < r->n_workers; k++)
 		if (call->msgs[k].ret < 0 && call->msgs[k].ret != -ESRCH)
@@ -307,8 +311,8 @@ int reload_cert_del(struct reload *r, const char *name, struct reload_report *re
 		free(r->deleted[--r->n_deleted]);
 cleanup:
 	if (ret == -ENOENT)
-		config_errors_add(&rep->problems, "no certificate named \"%s\" in the running config",
-				  name);
+		config_errors_add(&rep->problems,
+				  "no certificate named \"%s\" in the running config", name);
 	else if (ret == -EALREADY)
 		config_errors_add(&rep->problems, "certificate \"%s\" is already deleted", name);
 	pthread_mutex_unlock(&r->lock);
@@ -317,8 +321,7 @@ cleanup:
 	return ret;
 }
 
-int reload_drain(struct reload *r, const char *listener, unsigned *conns, char *err,
-		 size_t errlen)
+int reload_drain(struct reload *r, const char *listener, unsigned *conns, char *err, size_t errlen)
 {
 	struct worker_call *call = NULL;
 	const struct cfg_listener *l;

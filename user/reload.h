@@ -57,8 +57,8 @@ void reload_report_free(struct reload_report *rep);
 int reload_run(struct reload *r, struct reload_report *rep) __must_check;
 /* Replaces the files of certificate name (the paths the config gives it) with the PEM texts,
  * after checking them, and reloads; on any failure the old files are put back. */
-int reload_cert_set(struct reload *r, const char *name, const char *cert_pem,
-		    const char *key_pem, struct reload_report *rep) __must_check;
+int reload_cert_set(struct reload *r, const char *name, const char *cert_pem, const char *key_pem,
+		    struct reload_report *rep) __must_check;
 /* Takes certificate name out of every listener until the next cert-set of it or a restart (the
  * config file is not edited); refused when a listener would be left without a certificate. */
 int reload_cert_del(struct reload *r, const char *name, struct reload_report *rep) __must_check;

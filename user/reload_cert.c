@@ -151,8 +151,10 @@ static int set_locked(struct reload *r, const struct cfg_cert *cc, const char *c
 
 	/* A certificate file is often world-readable: never let a key slip into one. */
 	if (!one_file && strstr(cert_pem, "PRIVATE KEY-----")) {
-		config_errors_add(&rep->problems, "cert-set %s: the certificate text holds a private "
-						  "key; send the key as \"key\"", cc->name);
+		config_errors_add(&rep->problems,
+				  "cert-set %s: the certificate text holds a private "
+				  "key; send the key as \"key\"",
+				  cc->name);
 		ENSURE(false, EINVAL);
 	}
 	GUARD(read_all(cc->cert, &old_cert));
@@ -192,8 +194,8 @@ cleanup:
 	return ret;
 }
 
-int reload_cert_set(struct reload *r, const char *name, const char *cert_pem,
-		    const char *key_pem, struct reload_report *rep)
+int reload_cert_set(struct reload *r, const char *name, const char *cert_pem, const char *key_pem,
+		    struct reload_report *rep)
 {
 	const struct config *cfg;
 	struct cfg_cert cc = { 0 };

@@ -53,8 +53,8 @@ int ring_start(struct ring *r)
 	}
 	r->disabled = false;
 	/* Valgrind (3.19 at least) runs one guest thread at a time and lets another run only while
-	 * the current one is in a system call it knows may block. io_uring_enter is not one of them:
-	 * a worker waiting there for completions keeps the lock and every other thread of the
+	 * the current one is in a system call it knows may block. io_uring_enter is not one of
+	 * them: a worker waiting there for completions keeps the lock and every other thread of the
 	 * daemon stops until a completion arrives (docs/datapath.md). Under valgrind the worker
 	 * waits in poll() instead, a call valgrind does let block (ring_wait_polled), on an
 	 * ordinary ring: with DEFER_TASKRUN, completions reach the CQ only when the issuer enters

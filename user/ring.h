@@ -32,7 +32,8 @@ struct ring {
 	struct io_uring uring;
 	bool disabled; /* created disabled: ring_start() by the thread that will use it */
 	int wait_fd;   /* under valgrind only: an eventfd the ring signals (ring_wait), else -1 */
-	uint64_t submitted_ns; /* CLOCK_MONOTONIC when ring_wait returned or ring_flush_due submitted */
+	uint64_t
+	    submitted_ns; /* CLOCK_MONOTONIC when ring_wait returned or ring_flush_due submitted */
 };
 
 /* How long queued SQEs may wait while the worker handles a batch of completions. A full

@@ -26,8 +26,8 @@
 
 struct rl_dir {
 	struct ktls_dir k;
-	uint64_t seq; /* of the next record */
-	EVP_CIPHER_CTX *ctx; /* keyed with k.key; NULL until used, or while idle */
+	uint64_t seq;			 /* of the next record */
+	EVP_CIPHER_CTX *ctx;		 /* keyed with k.key; NULL until used, or while idle */
 	uint8_t secret[KTLS_SECRET_MAX]; /* TLS 1.3: the current traffic secret */
 };
 
@@ -172,7 +172,8 @@ static void tls12_aad(uint8_t aad[13], uint64_t seq, uint8_t type, size_t len)
  * 8 bytes after the header; the others: iv XOR seq) and the additional data (TLS 1.3: the header
  * hdr; TLS 1.2: seq, type, version, plaintext length len). */
 static int record_begin(const struct rlayer *rl, const struct rl_dir *d, EVP_CIPHER_CTX *ctx,
-			int enc, const uint8_t *hdr, const uint8_t *explicit, uint8_t type, size_t len)
+			int enc, const uint8_t *hdr, const uint8_t *explicit, uint8_t type,
+			size_t len)
 {
 	uint8_t nonce[KTLS_IV_LEN], aad[13];
 	int outl, ret = 0;
@@ -296,7 +297,8 @@ int rlayer_open(struct rlayer *rl, const uint8_t *in, size_t len, uint8_t *out, 
 	if (v13) {
 		GUARD(tls13_inner(out, ct, rec));
 	} else {
-		ENSURE(type == RLAYER_ALERT || type == RLAYER_HANDSHAKE || type == RLAYER_DATA, EPROTO);
+		ENSURE(type == RLAYER_ALERT || type == RLAYER_HANDSHAKE || type == RLAYER_DATA,
+		       EPROTO);
 		rec->type = type;
 		rec->len = (uint32_t)ct;
 	}

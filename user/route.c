@@ -32,7 +32,7 @@ ssize_t route_select(const struct cfg_listener *l, const char *sni, enum route_m
 
 const char *route_match_name(enum route_match m)
 {
-	static const char *const names[] = {"exact", "wildcard", "default", "no-sni", "none"};
+	static const char *const names[] = { "exact", "wildcard", "default", "no-sni", "none" };
 
 	return (unsigned)m < sizeof(names) / sizeof(names[0]) ? names[m] : "?";
 }

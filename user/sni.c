@@ -56,7 +56,7 @@ static bool take16(struct cur *c, size_t *v)
 
 int sni_server_name(const uint8_t *ext, size_t len, char *out, size_t outlen, bool *invalid)
 {
-	struct cur c = {ext, len};
+	struct cur c = { ext, len };
 	bool found = false;
 	size_t list;
 
@@ -95,7 +95,7 @@ static enum sni_result parse_hello(const uint8_t *body, size_t len, struct sni_h
 				   const char **why)
 {
 	uint8_t seen[65536 / 8]; /* extension types met so far */
-	struct cur c = {body, len};
+	struct cur c = { body, len };
 	const uint8_t *version;
 	size_t n;
 
@@ -252,7 +252,8 @@ enum sni_result sni_parse(const uint8_t *in, size_t len, struct sni_hello *out, 
 
 const char *sni_result_name(enum sni_result r)
 {
-	static const char *const names[] = {"need-more", "done", "not-tls", "malformed", "too-big"};
+	static const char *const names[] = { "need-more", "done", "not-tls", "malformed",
+					     "too-big" };
 
 	return (unsigned)r < sizeof(names) / sizeof(names[0]) ? names[r] : "?";
 }

@@ -30,8 +30,9 @@ static void warn_policy(const struct config *cfg, size_t i, const struct policy 
 			 "this OpenSSL build and is left out",
 			 cfg->path, i, p->name, p->unavailable[k]);
 	if (p->weak)
-		log_warn("listener %s: security policy %s allows %s (weak; OpenSSL security level 0)",
-			 cfg->listeners[i].name, p->name, policy_version_name(p->min_version));
+		log_warn(
+		    "listener %s: security policy %s allows %s (weak; OpenSSL security level 0)",
+		    cfg->listeners[i].name, p->name, policy_version_name(p->min_version));
 }
 
 /* The contexts of listener i: 0, or negative with the reason in errs (when the failing step said
@@ -82,7 +83,8 @@ static void check_keys(const struct config *cfg, struct cfg_errors *errs)
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct cfg_listener *l = &cfg->listeners[i];
 
-		snprintf(json_path, sizeof(json_path), "listeners[%zu].session_tickets.key_file", i);
+		snprintf(json_path, sizeof(json_path), "listeners[%zu].session_tickets.key_file",
+			 i);
 		if (l->session_resumption && l->session_tickets.key_file)
 			keyfile_check(cfg, l->session_tickets.key_file, json_path,
 				      id.enabled ? id.uid : (uid_t)-1, errs);

@@ -16,12 +16,12 @@
 struct listener_rt {
 	const struct cfg_listener *cfg;
 	size_t index;
-	SSL_CTX *ctx; /* tls listeners only */
+	SSL_CTX *ctx;  /* tls listeners only */
 	SSL_CTX *bctx; /* backend_tls enabled only: the client context towards backends */
 	struct policy *policy;
 	struct backend_rt *backend;
 	struct stats_listener *stats; /* counters by name: shared with other states, never freed */
-	atomic_uint conns; /* live connections of this state on all workers */
+	atomic_uint conns;	      /* live connections of this state on all workers */
 };
 
 struct state {

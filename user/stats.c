@@ -8,7 +8,7 @@
 #define RELAXED memory_order_relaxed
 
 const uint64_t stats_hs_bucket_us[STATS_HS_BUCKETS] = {
-	1000,	 2500,	  5000,	   10000,   25000,    50000,	100000,
+	1000,	2500,	5000,	 10000,	  25000,   50000,    100000,
 	250000, 500000, 1000000, 2500000, 5000000, 10000000, UINT64_MAX,
 };
 
@@ -21,8 +21,9 @@ static const char *const tier_names[STATS_TIER_N] = {
 };
 static const char *const hs_names[STATS_HS_N] = { "ok", "failed", "timeout", "aborted" };
 static const char *const limit_names[STATS_LIMIT_N] = {
-	"max_connections", "open_files",	 "memory", "total_connections",
-	"handshakes",	   "source_rate", "source_handshakes", "source_connections",
+	"max_connections",   "open_files",	   "memory",
+	"total_connections", "handshakes",	   "source_rate",
+	"source_handshakes", "source_connections",
 };
 
 const char *stats_tier_name(enum stats_tier t)

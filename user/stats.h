@@ -34,13 +34,13 @@ enum stats_hs {
 
 /* Why a connection was refused at accept. */
 enum stats_limit {
-	STATS_LIMIT_MAX_CONNECTIONS, /* listeners[].max_connections */
-	STATS_LIMIT_OPEN_FILES,	     /* accept failed with EMFILE/ENFILE */
-	STATS_LIMIT_MEMORY,	     /* no memory for the connection */
-	STATS_LIMIT_TOTAL_CONNECTIONS, /* limits.max_connections (all listeners) */
-	STATS_LIMIT_HANDSHAKES,	       /* limits.max_handshakes in progress */
-	STATS_LIMIT_SOURCE_RATE,       /* limits.per_source.rate */
-	STATS_LIMIT_SOURCE_HANDSHAKES, /* limits.per_source.max_handshakes */
+	STATS_LIMIT_MAX_CONNECTIONS,	/* listeners[].max_connections */
+	STATS_LIMIT_OPEN_FILES,		/* accept failed with EMFILE/ENFILE */
+	STATS_LIMIT_MEMORY,		/* no memory for the connection */
+	STATS_LIMIT_TOTAL_CONNECTIONS,	/* limits.max_connections (all listeners) */
+	STATS_LIMIT_HANDSHAKES,		/* limits.max_handshakes in progress */
+	STATS_LIMIT_SOURCE_RATE,	/* limits.per_source.rate */
+	STATS_LIMIT_SOURCE_HANDSHAKES,	/* limits.per_source.max_handshakes */
 	STATS_LIMIT_SOURCE_CONNECTIONS, /* limits.per_source.max_connections */
 	STATS_LIMIT_N,
 };
@@ -74,7 +74,7 @@ struct stats_listener {
 	char *name;
 	atomic_uint active; /* live connections, all tiers (for max_connections) */
 	atomic_int_least64_t active_tier[STATS_TIER_N];
-	stats_u64 total_tier[STATS_TIER_N];   /* by the tier they reached */
+	stats_u64 total_tier[STATS_TIER_N]; /* by the tier they reached */
 	stats_u64 handshakes[STATS_HS_N];
 	stats_u64 hs_bucket[STATS_HS_BUCKETS]; /* completed handshakes, not cumulative */
 	stats_u64 hs_sum_us;
@@ -82,7 +82,7 @@ struct stats_listener {
 	stats_u64 limit[STATS_LIMIT_N];
 	stats_u64 backend_failures; /* connections closed because no backend server answered */
 	stats_u64 backend_tls_failures[STATS_BTLS_N];
-	stats_u64 resumed; /* completed handshakes that resumed a session */
+	stats_u64 resumed;		  /* completed handshakes that resumed a session */
 	stats_u64 sockmap_backlog_resets; /* reset by the backlog guard (limits.sockmap_backlog) */
 	struct stats_reason reasons[STATS_REASONS];
 	stats_u64 reasons_other;
@@ -127,8 +127,8 @@ static inline uint64_t stats_read(stats_u64 *v)
 const char *stats_tier_name(enum stats_tier t); /* "none", "userspace", "ktls-splice", ... */
 /* Tier by datapath name (struct dp_ops.name); STATS_TIER_NONE for NULL or an unknown name. */
 enum stats_tier stats_tier_by_name(const char *name);
-const char *stats_hs_name(enum stats_hs r);	  /* "ok", "failed", "timeout", "aborted" */
-const char *stats_btls_name(enum stats_btls b);	  /* "verify", "handshake", "timeout" */
+const char *stats_hs_name(enum stats_hs r);	/* "ok", "failed", "timeout", "aborted" */
+const char *stats_btls_name(enum stats_btls b); /* "verify", "handshake", "timeout" */
 /* "max_connections", "open_files", "memory", "total_connections", "handshakes", "source_rate",
  * "source_handshakes", "source_connections" */
 const char *stats_limit_name(enum stats_limit l);

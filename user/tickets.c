@@ -16,7 +16,7 @@
 #include "log.h"
 #include "tickets.h"
 
-#define KEY_BYTES 80	 /* name 16 | HMAC-SHA256 key 32 | AES-256 key 32, as nginx's files */
+#define KEY_BYTES 80 /* name 16 | HMAC-SHA256 key 32 | AES-256 key 32, as nginx's files */
 #define MAX_FILE_KEYS 64
 #define MAX_FILE_SIZE 16384
 
@@ -100,8 +100,8 @@ static int derive(const uint8_t *material, const char *listener, struct tkey *ou
 
 	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
 	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)material, KEY_BYTES);
-	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt,
-						 sizeof(salt) - 1);
+	*p++ =
+	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, sizeof(salt) - 1);
 	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)listener,
 						 strlen(listener));
 	*p = OSSL_PARAM_construct_end();
@@ -146,8 +146,8 @@ static int set_mac_key(EVP_MAC_CTX *hctx, const struct tkey *k)
 {
 	OSSL_PARAM params[3];
 
-	params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac,
-						      sizeof(k->hmac));
+	params[0] =
+	    OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac, sizeof(k->hmac));
 	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
 	params[2] = OSSL_PARAM_construct_end();
 	return EVP_MAC_CTX_set_params(hctx, params) == 1 ? 0 : -1;
@@ -225,8 +225,7 @@ static int decode_line(const char *line, size_t len, uint8_t *out)
 	return 0;
 }
 
-static int read_file(const char *path, char *buf, size_t cap, size_t *len, char *why,
-		     size_t whylen)
+static int read_file(const char *path, char *buf, size_t cap, size_t *len, char *why, size_t whylen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
 	ssize_t n;
@@ -284,7 +283,8 @@ static int load_file(const char *path, const char *listener, struct ring **out, 
 			ENSURE(false, EINVAL);
 		}
 		if (decode_line(p, ll, material) < 0) {
-			snprintf(why, whylen, "%s: line %zu: not a key (expected the base64 of %d "
+			snprintf(why, whylen,
+				 "%s: line %zu: not a key (expected the base64 of %d "
 				 "random bytes: openssl rand %d | base64 -w0)",
 				 path, lineno, KEY_BYTES, KEY_BYTES);
 			ENSURE(false, EINVAL);
@@ -294,8 +294,9 @@ static int load_file(const char *path, const char *listener, struct ring **out, 
 		GUARD(ret);
 		for (size_t i = 0; i < r->n; i++)
 			if (CRYPTO_memcmp(r->keys[i].name, r->keys[r->n].name, 16) == 0) {
-				snprintf(why, whylen, "%s: line %zu: the same key as an earlier line",
-					 path, lineno);
+				snprintf(why, whylen,
+					 "%s: line %zu: the same key as an earlier line", path,
+					 lineno);
 				ENSURE(false, EINVAL);
 			}
 		r->n++;

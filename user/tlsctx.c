@@ -26,7 +26,8 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 		size_t len = strlen(l->alpn[i]);
 
 		for (unsigned p = 0; p < inlen; p += 1u + in[p]) {
-			if (in[p] == len && p + 1 + len <= inlen && memcmp(in + p + 1, l->alpn[i], len) == 0) {
+			if (in[p] == len && p + 1 + len <= inlen &&
+			    memcmp(in + p + 1, l->alpn[i], len) == 0) {
 				*out = in + p + 1;
 				*outlen = in[p];
 				return SSL_TLSEXT_ERR_OK;
@@ -42,8 +43,8 @@ struct tlsctx_certs {
 	struct certstore_cert *certs[];
 };
 
-static int certs_index = -1;	 /* SSL_CTX ex_data: struct tlsctx_certs */
-static int chosen_index = -1;	 /* SSL ex_data: chosen certificate index + 1 */
+static int certs_index = -1;  /* SSL_CTX ex_data: struct tlsctx_certs */
+static int chosen_index = -1; /* SSL ex_data: chosen certificate index + 1 */
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 
 static void certs_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
@@ -96,20 +97,21 @@ static int load_certs(SSL_CTX *ctx, const struct config *cfg, size_t li, struct 
 			continue;
 		}
 		set->certs[set->n++] = cert;
-		if (certstore_cert_check_domains(cert, (const char *const *)c->domains, c->n_domains,
-						 why, sizeof(why)) < 0) {
-			config_errors_add(errs, "%s: certificates.%s.domains: %s", cfg->path, c->name,
-					  why);
+		if (certstore_cert_check_domains(cert, (const char *const *)c->domains,
+						 c->n_domains, why, sizeof(why)) < 0) {
+			config_errors_add(errs, "%s: certificates.%s.domains: %s", cfg->path,
+					  c->name, why);
 			ret = -EINVAL;
 		}
 		if (certstore_cert_check_ctx(ctx, cert, why, sizeof(why)) < 0) {
-			config_errors_add(errs, "%s: listeners[%zu].certificates[%zu]: %s", cfg->path,
-					  li, i, why);
+			config_errors_add(errs, "%s: listeners[%zu].certificates[%zu]: %s",
+					  cfg->path, li, i, why);
 			ret = -EINVAL;
 		}
 		if (certstore_cert_is_expired(cert, time(NULL)))
 			log_warn("certificate %s (%s) expired; served anyway (expiry is not "
-				 "enforced): replace it", c->name, c->cert);
+				 "enforced): replace it",
+				 c->name, c->cert);
 	}
 	/* One certificate: the context holds it, so the ClientHello callback, which still checks
 	 * that the client can use it, need not install it in every connection's SSL. */
@@ -161,7 +163,7 @@ int tlsctx_build(const struct config *cfg, size_t index, const struct policy *po
 	/* Memory BIOs: partial writes and a moving buffer keep SSL_write from pinning ours;
 	 * released buffers keep idle connections small. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				      SSL_MODE_RELEASE_BUFFERS);
+				  SSL_MODE_RELEASE_BUFFERS);
 	/* A TCP FIN without close_notify ends the client's direction like close_notify would:
 	 * the backend sees the same half-close it would see without ktlsd. */
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);

@@ -204,7 +204,8 @@ static void admit(struct worker *w, struct listener_rt *l, int fd)
 	}
 	if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0)
 		peer.ss_family = AF_UNSPEC; /* reset already: still accounted like any other */
-	why = admit_connection(w->st->cfg, &peer, l->cfg->protocol == CFG_PROTO_TLS, w->now_ms, &hold);
+	why = admit_connection(w->st->cfg, &peer, l->cfg->protocol == CFG_PROTO_TLS, w->now_ms,
+			       &hold);
 	if (why != STATS_LIMIT_N) {
 		stats_conn_unreserve(l->stats);
 		refuse(w, l, fd, why);
@@ -240,9 +241,12 @@ static void on_accept(struct worker *w, struct listen_slot *s, int res, unsigned
 		if (res == -EMFILE || res == -ENFILE) {
 			stats_limit(l->stats, STATS_LIMIT_OPEN_FILES);
 			admit_log_refusal(l->cfg->name, STATS_LIMIT_OPEN_FILES, w->now_ms);
-		} else if (res != -ECANCELED && ratelog_allow(&accept_errors, w->now_ms, &left_out)) {
-			log_err("listener %s: accept: %s (retrying; %llu more accept errors since the "
-				"last line)", l->cfg->name, strerror(-res), (unsigned long long)left_out);
+		} else if (res != -ECANCELED &&
+			   ratelog_allow(&accept_errors, w->now_ms, &left_out)) {
+			log_err(
+			    "listener %s: accept: %s (retrying; %llu more accept errors since the "
+			    "last line)",
+			    l->cfg->name, strerror(-res), (unsigned long long)left_out);
 		}
 		return;
 	}
@@ -354,9 +358,9 @@ static void *worker_main(void *arg)
 		}
 		w->now_ms = worker_now_ms();
 		n = 0;
-		io_uring_for_each_cqe(&w->ring.uring, head, cqe)
-		{
-			/* Before the next completion, not after the last: ring_wait submits those. */
+		io_uring_for_each_cqe (&w->ring.uring, head, cqe) {
+			/* Before the next completion, not after the last: ring_wait submits those.
+			 */
 			if (n)
 				ring_flush_due(&w->ring);
 			dispatch(w, cqe);

@@ -59,7 +59,8 @@ struct worker {
 } __attribute__((aligned(16)));
 
 /* Opens the listening sockets of every listener for this worker. Errors name the listener. */
-int worker_init(struct worker *w, unsigned id, struct state *st) __attribute__((warn_unused_result));
+int worker_init(struct worker *w, unsigned id, struct state *st)
+    __attribute__((warn_unused_result));
 int worker_start(struct worker *w) __attribute__((warn_unused_result));
 /* From any thread: ask the worker to stop accepting and drain. */
 void worker_drain(struct worker *w);
@@ -101,7 +102,7 @@ struct worker_conn_info {
 	char peer[64];
 	char sni[256];
 	char backend[80];
-	const char *phase, *tier; /* static strings */
+	const char *phase, *tier;     /* static strings */
 	const char *version, *cipher; /* static strings, or NULL */
 	uint64_t c2b, b2c, age_ms, idle_ms;
 };
@@ -114,7 +115,7 @@ struct worker_msg {
 	int ret; /* set by the worker: 0 or a negative errno */
 	union {
 		struct {
-			struct state *st; /* reference, taken by the worker */
+			struct state *st;	   /* reference, taken by the worker */
 			struct worker_listen *lsn; /* one per listener of st */
 			size_t n_lsn;
 		} adopt;

@@ -154,8 +154,8 @@ static void conn_info(const struct worker *w, const struct conn *c, const char *
 	snprintf(o->peer, sizeof(o->peer), "%s", c->peer_text);
 	snprintf(o->sni, sizeof(o->sni), "%s", sni ? sni : "");
 	snprintf(o->backend, sizeof(o->backend), "%s", c->server ? c->server->text : "");
-	o->phase = c->phase < sizeof(phase_names) / sizeof(phase_names[0]) ? phase_names[c->phase]
-									       : "?";
+	o->phase =
+	    c->phase < sizeof(phase_names) / sizeof(phase_names[0]) ? phase_names[c->phase] : "?";
 	o->tier = tier;
 	o->version = c->version ? c->version : done ? SSL_get_version(c->ssl) : NULL;
 	o->cipher = c->cipher ? c->cipher : done ? SSL_get_cipher_name(c->ssl) : NULL;

@@ -29,11 +29,11 @@ static struct reload rl;
 static char dir[64], cert_path[96], key_path[96];
 
 static const char config_text[] =
-	"{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:1\", \"protocol\": \"tcp\","
-	" \"backend\": \"b\"}],"
-	" \"certificates\": {\"c\": {\"cert\": \"c.pem\", \"key\": \"c.key\","
-	" \"domains\": [\"a.example\"]}},"
-	" \"backends\": {\"b\": {\"servers\": [\"127.0.0.1:2\"]}}}\n";
+    "{\"listeners\": [{\"name\": \"t\", \"bind\": \"127.0.0.1:1\", \"protocol\": \"tcp\","
+    " \"backend\": \"b\"}],"
+    " \"certificates\": {\"c\": {\"cert\": \"c.pem\", \"key\": \"c.key\","
+    " \"domains\": [\"a.example\"]}},"
+    " \"backends\": {\"b\": {\"servers\": [\"127.0.0.1:2\"]}}}\n";
 
 static void remove_dir(void)
 {
@@ -95,8 +95,7 @@ static void check_reply(json_t *r)
 
 	if (!json_is_object(r))
 		__builtin_trap();
-	if (!json_is_true(json_object_get(r, "ok")) &&
-	    !json_is_string(json_object_get(r, "error")))
+	if (!json_is_true(json_object_get(r, "ok")) && !json_is_string(json_object_get(r, "error")))
 		__builtin_trap(); /* neither a success nor a reason */
 	text = json_dumps(r, JSON_COMPACT);
 	if (!text || strchr(text, '\n'))

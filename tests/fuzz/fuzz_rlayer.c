@@ -21,9 +21,12 @@ static const struct {
 	enum ktls_cipher cipher;
 	size_t secret_len;
 } suites[] = {
-	{ TLS1_3_VERSION, KTLS_AES_GCM_128, 32 },	{ TLS1_3_VERSION, KTLS_AES_GCM_256, 48 },
-	{ TLS1_3_VERSION, KTLS_CHACHA20_POLY1305, 32 }, { TLS1_2_VERSION, KTLS_AES_GCM_128, 0 },
-	{ TLS1_2_VERSION, KTLS_AES_GCM_256, 0 },	{ TLS1_2_VERSION, KTLS_CHACHA20_POLY1305, 0 },
+	{ TLS1_3_VERSION, KTLS_AES_GCM_128, 32 },
+	{ TLS1_3_VERSION, KTLS_AES_GCM_256, 48 },
+	{ TLS1_3_VERSION, KTLS_CHACHA20_POLY1305, 32 },
+	{ TLS1_2_VERSION, KTLS_AES_GCM_128, 0 },
+	{ TLS1_2_VERSION, KTLS_AES_GCM_256, 0 },
+	{ TLS1_2_VERSION, KTLS_CHACHA20_POLY1305, 0 },
 };
 
 static void fill(uint8_t *p, size_t n, uint8_t seed)
@@ -93,7 +96,8 @@ static void script(struct rlayer *ours, struct rlayer *peer, bool v13, const uin
 			rec[flip] ^= (uint8_t)(1u << (flags % 8));
 		opened = rlayer_open(ours, rec, (size_t)sealed, out, RLAYER_MAX_OPEN, &r);
 		if (flags & 1) {
-			/* refused, or (a flipped length) not whole yet; never a different plaintext */
+			/* refused, or (a flipped length) not whole yet; never a different plaintext
+			 */
 			assert(opened <= 0);
 			assert(flip < RLAYER_HEADER || opened == -EBADMSG);
 			return; /* a connection ends at a refused record */
@@ -128,7 +132,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (data[1] % 2 == 0)
 		raw_stream(ours, data + 2, size - 2, out);
 	else
-		script(ours, peer, suites[s].version == TLS1_3_VERSION, data + 2, size - 2, rec, out);
+		script(ours, peer, suites[s].version == TLS1_3_VERSION, data + 2, size - 2, rec,
+		       out);
 	rlayer_free(ours);
 	rlayer_free(peer);
 	return 0;

@@ -31,7 +31,7 @@ static void fx_cleanup(void)
 static const char *fx_find_script(void)
 {
 	static char path[PATH_MAX];
-	static const char *const rel[] = {".", "..", "../..", "../../.."};
+	static const char *const rel[] = { ".", "..", "../..", "../../.." };
 	const char *src = getenv("KTLSD_SRCDIR");
 	const char *here = __FILE__; /* tests/unit/certstore_testutil.h, relative or absolute */
 	const char *slash = strrchr(here, '/');
@@ -136,7 +136,7 @@ static inline int hs_step(SSL *ssl, int *reason)
  * (the other side is then given the chance to read the alert). Consumes neither SSL. */
 static inline struct hs_result hs_run(SSL *cli, SSL *srv)
 {
-	struct hs_result res = {0};
+	struct hs_result res = { 0 };
 	int cst = 0, sst = 0;
 	BIO *cb = NULL, *sb = NULL;
 

@@ -292,8 +292,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_connections_per_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_an_entry_with_connections_is_kept, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_defaults_keep_the_global_cap_from_a_few_sources,
-						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_defaults_keep_the_global_cap_from_a_few_sources, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_is_bounded, setup, teardown),
 	};
 

@@ -121,27 +121,31 @@ static const struct bad_load {
 	const char *named; /* the file the message must start with */
 	const char *says;
 } bad_loads[] = {
-    {"missing.pem", "cats.key", -ENOENT, "missing.pem", ": cannot open: No such file"},
-    {"cats.pem", "missing.key", -ENOENT, "missing.key", ": cannot open: No such file"},
-    {"cats.der", "cats.key", -EINVAL, "cats.der",
-     "not a PEM file (it looks like DER; "
-     "convert it with: openssl x509 -inform DER"},
-    {"cats.pem", "cats.key.der", -EINVAL, "cats.key.der", "openssl pkey -inform DER"},
-    {"empty.pem", "cats.key", -EINVAL, "empty.pem", ": empty file"},
-    {"cats.pem", "empty.pem", -EINVAL, "empty.pem", ": empty file"},
-    {"text.txt", "cats.key", -EINVAL, "text.txt", ": not a PEM file (no \"-----BEGIN\""},
-    {"garbage.pem", "cats.key", -EINVAL, "garbage.pem", ": certificate #1 is malformed"},
-    {"cats.key", "cats.key", -EINVAL, "cats.key", ": no certificate found"},
-    {"cats.pem", "cats.pem", -EINVAL, "cats.pem", ": no private key found"},
-    {"cats.pem", "cats-enc.key", -ENOTSUP, "cats-enc.key",
-     ": private key is encrypted (only unencrypted PEM keys are supported"},
-    {"cats.pem", "cats-enc-trad.key", -ENOTSUP, "cats-enc-trad.key", ": private key is encrypted"},
-    {"cats.pem", "dogs.key", -EINVAL, "dogs.key", ": private key does not match certificate "},
-    {"cats.pem", "www-ec.key", -EINVAL, "www-ec.key", ": private key does not match"},
-    {"reversed.pem", "cats.key", -EINVAL, "cats.key", ": private key matches certificate #2 of "},
-    {"ed25519.pem", "ed25519.key", -ENOTSUP, "ed25519.pem", ": ED25519 keys are not supported"},
-    {"k1.pem", "k1.key", -ENOTSUP, "k1.pem", ": ECDSA curve secp256k1 is not supported"},
-    {"ca-db", "cats.key", -EINVAL, "ca-db", ": not a regular file"},
+	{ "missing.pem", "cats.key", -ENOENT, "missing.pem", ": cannot open: No such file" },
+	{ "cats.pem", "missing.key", -ENOENT, "missing.key", ": cannot open: No such file" },
+	{ "cats.der", "cats.key", -EINVAL, "cats.der",
+	  "not a PEM file (it looks like DER; "
+	  "convert it with: openssl x509 -inform DER" },
+	{ "cats.pem", "cats.key.der", -EINVAL, "cats.key.der", "openssl pkey -inform DER" },
+	{ "empty.pem", "cats.key", -EINVAL, "empty.pem", ": empty file" },
+	{ "cats.pem", "empty.pem", -EINVAL, "empty.pem", ": empty file" },
+	{ "text.txt", "cats.key", -EINVAL, "text.txt", ": not a PEM file (no \"-----BEGIN\"" },
+	{ "garbage.pem", "cats.key", -EINVAL, "garbage.pem", ": certificate #1 is malformed" },
+	{ "cats.key", "cats.key", -EINVAL, "cats.key", ": no certificate found" },
+	{ "cats.pem", "cats.pem", -EINVAL, "cats.pem", ": no private key found" },
+	{ "cats.pem", "cats-enc.key", -ENOTSUP, "cats-enc.key",
+	  ": private key is encrypted (only unencrypted PEM keys are supported" },
+	{ "cats.pem", "cats-enc-trad.key", -ENOTSUP, "cats-enc-trad.key",
+	  ": private key is encrypted" },
+	{ "cats.pem", "dogs.key", -EINVAL, "dogs.key",
+	  ": private key does not match certificate " },
+	{ "cats.pem", "www-ec.key", -EINVAL, "www-ec.key", ": private key does not match" },
+	{ "reversed.pem", "cats.key", -EINVAL, "cats.key",
+	  ": private key matches certificate #2 of " },
+	{ "ed25519.pem", "ed25519.key", -ENOTSUP, "ed25519.pem",
+	  ": ED25519 keys are not supported" },
+	{ "k1.pem", "k1.key", -ENOTSUP, "k1.pem", ": ECDSA curve secp256k1 is not supported" },
+	{ "ca-db", "cats.key", -EINVAL, "ca-db", ": not a regular file" },
 };
 
 static void test_load_errors(void **state)
@@ -227,33 +231,37 @@ static void test_name_match(void **state)
 		const char *name, *host;
 		int score;
 	} t[] = {
-	    {"www.example.com", "www.example.com", CERTSTORE_SCORE_EXACT},
-	    {"WWW.Example.com.", "www.EXAMPLE.com", CERTSTORE_SCORE_EXACT},
-	    {"www.example.com", "www.example.com.", CERTSTORE_SCORE_EXACT},
-	    {"www.example.com", "www.example.co", 0},
-	    {"www.example.com", "xwww.example.com", 0},
-	    {"*.example.com", "a.example.com", 11},
-	    {"*.example.com", "A.EXAMPLE.COM.", 11},
-	    {"*.pets.example.com", "ferrets.pets.example.com", 16},
-	    {"*.example.com", "ferrets.pets.example.com", 0}, /* one label only */
-	    {"*.example.com", "a.b.example.com", 0},
-	    {"*.example.com", "example.com", 0},
-	    {"*.example.com", ".example.com", 0},
-	    {"*.example.com", "aexample.com", 0},
-	    {"*.com", "example.com", 0}, /* needs two labels after the star */
-	    {"*.", "a.", 0},
-	    {"w*.example.com", "www.example.com", 0}, /* partial wildcards match nothing */
-	    {"a.*.example.com", "a.b.example.com", 0},
-	    {"*.example.com", "*.example.com", 0}, /* a host is never a pattern */
-	    {"", "example.com", 0},
-	    {"example.com", "", 0},
-	    {".", ".", 0},
-	    /* IDN: SNI carries A-labels (RFC 6066); they compare like any name, case-insensitively. */
-	    {"xn--bcher-kva.example.com", "XN--BCHER-KVA.Example.COM", CERTSTORE_SCORE_EXACT},
-	    {"*.xn--caf-dma.example", "menu.XN--CAF-DMA.example.", 19},
-	    {"xn--bcher-kva.example.com", "xn--bcher-kvb.example.com", 0},
-	    /* A raw UTF-8 U-label in the SNI does not match the certificate's A-label. */
-	    {"xn--bcher-kva.example.com", "b\xc3\xbc" "cher.example.com", 0},
+		{ "www.example.com", "www.example.com", CERTSTORE_SCORE_EXACT },
+		{ "WWW.Example.com.", "www.EXAMPLE.com", CERTSTORE_SCORE_EXACT },
+		{ "www.example.com", "www.example.com.", CERTSTORE_SCORE_EXACT },
+		{ "www.example.com", "www.example.co", 0 },
+		{ "www.example.com", "xwww.example.com", 0 },
+		{ "*.example.com", "a.example.com", 11 },
+		{ "*.example.com", "A.EXAMPLE.COM.", 11 },
+		{ "*.pets.example.com", "ferrets.pets.example.com", 16 },
+		{ "*.example.com", "ferrets.pets.example.com", 0 }, /* one label only */
+		{ "*.example.com", "a.b.example.com", 0 },
+		{ "*.example.com", "example.com", 0 },
+		{ "*.example.com", ".example.com", 0 },
+		{ "*.example.com", "aexample.com", 0 },
+		{ "*.com", "example.com", 0 }, /* needs two labels after the star */
+		{ "*.", "a.", 0 },
+		{ "w*.example.com", "www.example.com", 0 }, /* partial wildcards match nothing */
+		{ "a.*.example.com", "a.b.example.com", 0 },
+		{ "*.example.com", "*.example.com", 0 }, /* a host is never a pattern */
+		{ "", "example.com", 0 },
+		{ "example.com", "", 0 },
+		{ ".", ".", 0 },
+		/* IDN: SNI carries A-labels (RFC 6066); they compare like any name,
+		   case-insensitively. */
+		{ "xn--bcher-kva.example.com", "XN--BCHER-KVA.Example.COM", CERTSTORE_SCORE_EXACT },
+		{ "*.xn--caf-dma.example", "menu.XN--CAF-DMA.example.", 19 },
+		{ "xn--bcher-kva.example.com", "xn--bcher-kvb.example.com", 0 },
+		/* A raw UTF-8 U-label in the SNI does not match the certificate's A-label. */
+		{ "xn--bcher-kva.example.com",
+		  "b\xc3\xbc"
+		  "cher.example.com",
+		  0 },
 	};
 
 	(void)state;
@@ -269,10 +277,11 @@ static void test_name_match(void **state)
 /* ---- selection ------------------------------------------------------------------------- */
 
 static const char *const fixture_names[] = {
-    "cats",	"dogs",	     "cats-ec",	  "www-rsa",  "www-ec",	 "big-rsa", "big-ec384", "foo",
-    "wild-com", "wild-pets", "secure-ec", "wild-org", "default", "nosan",   "upper",	 "many01",
-    "many02",	"many03",    "many04",	  "many05",   "many06",	 "many07",  "many08",	 "many09",
-    "many10",	"many11",    "many12",	  "many13",   "many14",	 "many15",
+	"cats",	     "dogs",   "cats-ec",  "www-rsa",	"www-ec",    "big-rsa",
+	"big-ec384", "foo",    "wild-com", "wild-pets", "secure-ec", "wild-org",
+	"default",   "nosan",  "upper",	   "many01",	"many02",    "many03",
+	"many04",    "many05", "many06",   "many07",	"many08",    "many09",
+	"many10",    "many11", "many12",   "many13",	"many14",    "many15",
 };
 #define N_FIXTURES (sizeof(fixture_names) / sizeof(fixture_names[0]))
 static struct certstore_cert *loaded[N_FIXTURES];
@@ -317,70 +326,75 @@ static const struct sel_case {
 	const char *want;  /* NULL: -1 */
 	enum certstore_match how;
 } sel_cases[] = {
-    /* The GCP document's example (both RSA). */
-    {"cats dogs", "cats.pets.example.com", ER, 0, "cats", CERTSTORE_MATCH_EXACT},
-    {"cats dogs", "dogs.pets.example.com", ER, 0, "dogs", CERTSTORE_MATCH_EXACT},
-    {"cats dogs", "ferrets.pets.example.com", ER, 0, "cats", CERTSTORE_MATCH_WILDCARD},
-    {"dogs cats", "ferrets.pets.example.com", ER, 0, "dogs", CERTSTORE_MATCH_WILDCARD},
-    {"cats dogs", "hamsters.example.com", ER, 0, "cats", CERTSTORE_MATCH_WILDCARD},
-    {"cats dogs", "a.b.example.com", ER, 0, "cats", CERTSTORE_MATCH_DEFAULT},
-    {"cats dogs", "unknown.example.org", ER, 0, "cats", CERTSTORE_MATCH_DEFAULT},
-    {"cats dogs", NULL, ER, 0, "cats", CERTSTORE_MATCH_NO_SNI},
-    {"dogs cats", NULL, ER, 0, "dogs", CERTSTORE_MATCH_NO_SNI},
-    {"cats dogs", "DOGS.Pets.Example.COM.", ER, 0, "dogs", CERTSTORE_MATCH_EXACT},
-    {"cats dogs", "Ferrets.PETS.example.com.", ER, 0, "cats", CERTSTORE_MATCH_WILDCARD},
-    /* ... with an ECDSA twin of A: preferred among equals, never over a better match. */
-    {"cats dogs cats-ec", "ferrets.pets.example.com", ER, 0, "cats-ec", CERTSTORE_MATCH_WILDCARD},
-    {"cats dogs cats-ec", "ferrets.pets.example.com", R, 0, "cats", CERTSTORE_MATCH_WILDCARD},
-    {"cats dogs cats-ec", "cats.pets.example.com", ER, 0, "cats-ec", CERTSTORE_MATCH_EXACT},
-    {"cats dogs cats-ec", "dogs.pets.example.com", ER, 0, "dogs", CERTSTORE_MATCH_EXACT},
-    {"cats dogs cats-ec", "dogs.pets.example.com", E, 0, NULL, CERTSTORE_MATCH_EXACT},
-    /* Exact beats wildcard, whatever the order. */
-    {"wild-com foo", "foo.example.com", ER, 0, "foo", CERTSTORE_MATCH_EXACT},
-    {"wild-com foo", "bar.example.com", ER, 0, "wild-com", CERTSTORE_MATCH_WILDCARD},
-    {"foo wild-com", "bar.example.com", ER, 0, "wild-com", CERTSTORE_MATCH_WILDCARD},
-    {"wild-com foo", "example.com", ER, 0, "wild-com", CERTSTORE_MATCH_DEFAULT},
-    /* Nested wildcards: *.pets.example.com for ferrets (*.example.com covers one label). */
-    {"wild-com wild-pets", "ferrets.pets.example.com", ER, 0, "wild-pets",
-     CERTSTORE_MATCH_WILDCARD},
-    {"wild-pets wild-com", "x.example.com", ER, 0, "wild-com", CERTSTORE_MATCH_WILDCARD},
-    {"wild-pets wild-com", "a.b.pets.example.com", ER, 0, "wild-pets", CERTSTORE_MATCH_DEFAULT},
-    /* ECDSA/RSA pairs with the same names, every combination, both orders. */
-    {"www-rsa www-ec", "www.example.com", ER, 0, "www-ec", CERTSTORE_MATCH_EXACT},
-    {"www-rsa www-ec", "www.example.com", E, 0, "www-ec", CERTSTORE_MATCH_EXACT},
-    {"www-rsa www-ec", "www.example.com", R, 0, "www-rsa", CERTSTORE_MATCH_EXACT},
-    {"www-rsa www-ec", "www.example.com", 0, 0, NULL, CERTSTORE_MATCH_EXACT},
-    {"www-ec www-rsa", "www.example.com", ER, 0, "www-ec", CERTSTORE_MATCH_EXACT},
-    {"www-ec www-rsa", "www.example.com", E, 0, "www-ec", CERTSTORE_MATCH_EXACT},
-    {"www-ec www-rsa", "www.example.com", R, 0, "www-rsa", CERTSTORE_MATCH_EXACT},
-    {"www-ec www-rsa", "www.example.com", 0, 0, NULL, CERTSTORE_MATCH_EXACT},
-    /* The curve counts: a P-384 certificate for a client that can only verify P-256. */
-    {"big-ec384 big-rsa", "big.example.com", ER, CERTSTORE_CURVE_P384, "big-rsa",
-     CERTSTORE_MATCH_EXACT},
-    {"big-ec384 big-rsa", "big.example.com", ER, CERTSTORE_CURVE_P256, "big-ec384",
-     CERTSTORE_MATCH_EXACT},
-    {"big-ec384 big-rsa", "big.example.com", E, CERTSTORE_CURVE_P384, NULL, CERTSTORE_MATCH_EXACT},
-    /* Rule 5: the best match is ECDSA only, the client RSA only: fail, do not fall back to
-     * the worse-matching RSA wildcard. */
-    {"default secure-ec wild-org", "secure.example.org", R, 0, NULL, CERTSTORE_MATCH_EXACT},
-    {"default secure-ec wild-org", "secure.example.org", E, 0, "secure-ec", CERTSTORE_MATCH_EXACT},
-    {"default secure-ec wild-org", "other.example.org", R, 0, "wild-org", CERTSTORE_MATCH_WILDCARD},
-    /* No SNI or no match: C1, even when C1 is unusable and C2 would do. */
-    {"www-ec www-rsa", NULL, R, 0, NULL, CERTSTORE_MATCH_NO_SNI},
-    {"www-ec default", "unknown.example.com", R, 0, NULL, CERTSTORE_MATCH_DEFAULT},
-    {"www-ec default", "unknown.example.com", E, 0, "www-ec", CERTSTORE_MATCH_DEFAULT},
-    /* CN-only certificate; names with capitals and trailing dots in the certificate. */
-    {"default nosan", "nosan.example.com", ER, 0, "nosan", CERTSTORE_MATCH_EXACT},
-    {"default upper", "UPPER.example.com", ER, 0, "upper", CERTSTORE_MATCH_EXACT},
-    {"default upper", "mixed.example.net.", ER, 0, "upper", CERTSTORE_MATCH_EXACT},
-    /* One certificate: always it. */
-    {"foo", "other.example.net", ER, 0, "foo", CERTSTORE_MATCH_DEFAULT},
-    /* Fifteen certificates on one listener. */
-    {MANY, "s15.many.example.com", E, 0, "many15", CERTSTORE_MATCH_EXACT},
-    {MANY, "s01.many.example.com", E, 0, "many01", CERTSTORE_MATCH_EXACT},
-    {MANY, "s08.many.example.com", E, 0, "many08", CERTSTORE_MATCH_EXACT},
-    {MANY, "s16.many.example.com", E, 0, "many01", CERTSTORE_MATCH_DEFAULT},
-    {MANY, NULL, E, 0, "many01", CERTSTORE_MATCH_NO_SNI},
+	/* The GCP document's example (both RSA). */
+	{ "cats dogs", "cats.pets.example.com", ER, 0, "cats", CERTSTORE_MATCH_EXACT },
+	{ "cats dogs", "dogs.pets.example.com", ER, 0, "dogs", CERTSTORE_MATCH_EXACT },
+	{ "cats dogs", "ferrets.pets.example.com", ER, 0, "cats", CERTSTORE_MATCH_WILDCARD },
+	{ "dogs cats", "ferrets.pets.example.com", ER, 0, "dogs", CERTSTORE_MATCH_WILDCARD },
+	{ "cats dogs", "hamsters.example.com", ER, 0, "cats", CERTSTORE_MATCH_WILDCARD },
+	{ "cats dogs", "a.b.example.com", ER, 0, "cats", CERTSTORE_MATCH_DEFAULT },
+	{ "cats dogs", "unknown.example.org", ER, 0, "cats", CERTSTORE_MATCH_DEFAULT },
+	{ "cats dogs", NULL, ER, 0, "cats", CERTSTORE_MATCH_NO_SNI },
+	{ "dogs cats", NULL, ER, 0, "dogs", CERTSTORE_MATCH_NO_SNI },
+	{ "cats dogs", "DOGS.Pets.Example.COM.", ER, 0, "dogs", CERTSTORE_MATCH_EXACT },
+	{ "cats dogs", "Ferrets.PETS.example.com.", ER, 0, "cats", CERTSTORE_MATCH_WILDCARD },
+	/* ... with an ECDSA twin of A: preferred among equals, never over a better match. */
+	{ "cats dogs cats-ec", "ferrets.pets.example.com", ER, 0, "cats-ec",
+	  CERTSTORE_MATCH_WILDCARD },
+	{ "cats dogs cats-ec", "ferrets.pets.example.com", R, 0, "cats", CERTSTORE_MATCH_WILDCARD },
+	{ "cats dogs cats-ec", "cats.pets.example.com", ER, 0, "cats-ec", CERTSTORE_MATCH_EXACT },
+	{ "cats dogs cats-ec", "dogs.pets.example.com", ER, 0, "dogs", CERTSTORE_MATCH_EXACT },
+	{ "cats dogs cats-ec", "dogs.pets.example.com", E, 0, NULL, CERTSTORE_MATCH_EXACT },
+	/* Exact beats wildcard, whatever the order. */
+	{ "wild-com foo", "foo.example.com", ER, 0, "foo", CERTSTORE_MATCH_EXACT },
+	{ "wild-com foo", "bar.example.com", ER, 0, "wild-com", CERTSTORE_MATCH_WILDCARD },
+	{ "foo wild-com", "bar.example.com", ER, 0, "wild-com", CERTSTORE_MATCH_WILDCARD },
+	{ "wild-com foo", "example.com", ER, 0, "wild-com", CERTSTORE_MATCH_DEFAULT },
+	/* Nested wildcards: *.pets.example.com for ferrets (*.example.com covers one label). */
+	{ "wild-com wild-pets", "ferrets.pets.example.com", ER, 0, "wild-pets",
+	  CERTSTORE_MATCH_WILDCARD },
+	{ "wild-pets wild-com", "x.example.com", ER, 0, "wild-com", CERTSTORE_MATCH_WILDCARD },
+	{ "wild-pets wild-com", "a.b.pets.example.com", ER, 0, "wild-pets",
+	  CERTSTORE_MATCH_DEFAULT },
+	/* ECDSA/RSA pairs with the same names, every combination, both orders. */
+	{ "www-rsa www-ec", "www.example.com", ER, 0, "www-ec", CERTSTORE_MATCH_EXACT },
+	{ "www-rsa www-ec", "www.example.com", E, 0, "www-ec", CERTSTORE_MATCH_EXACT },
+	{ "www-rsa www-ec", "www.example.com", R, 0, "www-rsa", CERTSTORE_MATCH_EXACT },
+	{ "www-rsa www-ec", "www.example.com", 0, 0, NULL, CERTSTORE_MATCH_EXACT },
+	{ "www-ec www-rsa", "www.example.com", ER, 0, "www-ec", CERTSTORE_MATCH_EXACT },
+	{ "www-ec www-rsa", "www.example.com", E, 0, "www-ec", CERTSTORE_MATCH_EXACT },
+	{ "www-ec www-rsa", "www.example.com", R, 0, "www-rsa", CERTSTORE_MATCH_EXACT },
+	{ "www-ec www-rsa", "www.example.com", 0, 0, NULL, CERTSTORE_MATCH_EXACT },
+	/* The curve counts: a P-384 certificate for a client that can only verify P-256. */
+	{ "big-ec384 big-rsa", "big.example.com", ER, CERTSTORE_CURVE_P384, "big-rsa",
+	  CERTSTORE_MATCH_EXACT },
+	{ "big-ec384 big-rsa", "big.example.com", ER, CERTSTORE_CURVE_P256, "big-ec384",
+	  CERTSTORE_MATCH_EXACT },
+	{ "big-ec384 big-rsa", "big.example.com", E, CERTSTORE_CURVE_P384, NULL,
+	  CERTSTORE_MATCH_EXACT },
+	/* Rule 5: the best match is ECDSA only, the client RSA only: fail, do not fall back to
+	 * the worse-matching RSA wildcard. */
+	{ "default secure-ec wild-org", "secure.example.org", R, 0, NULL, CERTSTORE_MATCH_EXACT },
+	{ "default secure-ec wild-org", "secure.example.org", E, 0, "secure-ec",
+	  CERTSTORE_MATCH_EXACT },
+	{ "default secure-ec wild-org", "other.example.org", R, 0, "wild-org",
+	  CERTSTORE_MATCH_WILDCARD },
+	/* No SNI or no match: C1, even when C1 is unusable and C2 would do. */
+	{ "www-ec www-rsa", NULL, R, 0, NULL, CERTSTORE_MATCH_NO_SNI },
+	{ "www-ec default", "unknown.example.com", R, 0, NULL, CERTSTORE_MATCH_DEFAULT },
+	{ "www-ec default", "unknown.example.com", E, 0, "www-ec", CERTSTORE_MATCH_DEFAULT },
+	/* CN-only certificate; names with capitals and trailing dots in the certificate. */
+	{ "default nosan", "nosan.example.com", ER, 0, "nosan", CERTSTORE_MATCH_EXACT },
+	{ "default upper", "UPPER.example.com", ER, 0, "upper", CERTSTORE_MATCH_EXACT },
+	{ "default upper", "mixed.example.net.", ER, 0, "upper", CERTSTORE_MATCH_EXACT },
+	/* One certificate: always it. */
+	{ "foo", "other.example.net", ER, 0, "foo", CERTSTORE_MATCH_DEFAULT },
+	/* Fifteen certificates on one listener. */
+	{ MANY, "s15.many.example.com", E, 0, "many15", CERTSTORE_MATCH_EXACT },
+	{ MANY, "s01.many.example.com", E, 0, "many01", CERTSTORE_MATCH_EXACT },
+	{ MANY, "s08.many.example.com", E, 0, "many08", CERTSTORE_MATCH_EXACT },
+	{ MANY, "s16.many.example.com", E, 0, "many01", CERTSTORE_MATCH_DEFAULT },
+	{ MANY, NULL, E, 0, "many01", CERTSTORE_MATCH_NO_SNI },
 };
 
 static void test_select_table(void **state)
@@ -389,7 +403,7 @@ static void test_select_table(void **state)
 	for (size_t k = 0; k < sizeof(sel_cases) / sizeof(sel_cases[0]); k++) {
 		const struct sel_case *t = &sel_cases[k];
 		struct certstore_cert *certs[16];
-		struct certstore_hello h = {0};
+		struct certstore_hello h = { 0 };
 		enum certstore_match how;
 		char list[256], *tok, *save = NULL;
 		size_t n = 0;
@@ -416,7 +430,7 @@ static void test_select_table(void **state)
 		assert_int_equal(certstore_select(certs, n, &h), idx);
 	}
 	{
-		struct certstore_hello h = {.rsa_ok = true};
+		struct certstore_hello h = { .rsa_ok = true };
 
 		assert_int_equal(certstore_select(NULL, 0, &h), -1);
 	}
@@ -425,13 +439,13 @@ static void test_select_table(void **state)
 int main(void)
 {
 	const struct CMUnitTest load_tests[] = {
-	    cmocka_unit_test(test_load_rsa),	cmocka_unit_test(test_load_ecdsa),
-	    cmocka_unit_test(test_load_names),	cmocka_unit_test(test_load_expired),
-	    cmocka_unit_test(test_load_errors), cmocka_unit_test(test_domains),
-	    cmocka_unit_test(test_name_match),
+		cmocka_unit_test(test_load_rsa),    cmocka_unit_test(test_load_ecdsa),
+		cmocka_unit_test(test_load_names),  cmocka_unit_test(test_load_expired),
+		cmocka_unit_test(test_load_errors), cmocka_unit_test(test_domains),
+		cmocka_unit_test(test_name_match),
 	};
 	const struct CMUnitTest select_tests[] = {
-	    cmocka_unit_test(test_select_table),
+		cmocka_unit_test(test_select_table),
 	};
 	int fails;
 

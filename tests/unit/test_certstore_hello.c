@@ -16,8 +16,8 @@
 #include "certstore.h"
 #include "certstore_testutil.h"
 
-static const char *const names[] = {"www-rsa", "www-ec",    "big-rsa",	"big-ec384",
-				    "cats",    "secure-ec", "wild-org", "default"};
+static const char *const names[] = { "www-rsa", "www-ec",    "big-rsa",	 "big-ec384",
+				     "cats",	"secure-ec", "wild-org", "default" };
 #define N_NAMES (sizeof(names) / sizeof(names[0]))
 static struct certstore_cert *loaded[N_NAMES];
 
@@ -128,79 +128,81 @@ static const struct hs_case {
 	const char *srv_ciphers;
 	const char *want; /* NULL: the handshake is refused */
 } hs_cases[] = {
-    {"1.3, any client: ECDSA preferred", "www-rsa www-ec", "www.example.com", ANY13, 0, NULL,
-     "www-ec"},
-    {"1.3, RSA-PSS sigalgs only", "www-rsa www-ec", "www.example.com", RSA13, 0, NULL, "www-rsa"},
-    {"1.3, ECDSA sigalgs only", "www-rsa www-ec", "www.example.com", ECDSA13, 0, NULL, "www-ec"},
-    {"1.2, any client", "www-rsa www-ec", "www.example.com", ANY12, 0, NULL, "www-ec"},
-    {"1.2, ECDHE-RSA ciphers only",
-     "www-ec www-rsa",
-     "www.example.com",
-     {TLS1_2_VERSION, "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384", NULL, NULL},
-     0,
-     NULL,
-     "www-rsa"},
-    {"1.2, both ciphers, RSA sigalgs only",
-     "www-ec www-rsa",
-     "www.example.com",
-     {TLS1_2_VERSION, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256",
-      "RSA+SHA256:RSA-PSS+SHA256", NULL},
-     0,
-     NULL,
-     "www-rsa"},
-    {"1.2, RSA key exchange only",
-     "www-ec www-rsa",
-     "www.example.com",
-     {TLS1_2_VERSION, "AES128-GCM-SHA256", NULL, NULL},
-     0,
-     NULL,
-     "www-rsa"},
-    {"1.2, ECDHE-ECDSA ciphers only",
-     "www-rsa www-ec",
-     "www.example.com",
-     {TLS1_2_VERSION, "ECDHE-ECDSA-AES128-GCM-SHA256", NULL, NULL},
-     0,
-     NULL,
-     "www-ec"},
-    {"the listener's policy has only ECDHE-RSA ciphers", "www-ec www-rsa", "www.example.com", ANY12,
-     TLS1_2_VERSION, "ECDHE-RSA-AES128-GCM-SHA256", "www-rsa"},
-    {"no SNI: the first certificate", "www-rsa www-ec", NULL, ANY13, 0, NULL, "www-rsa"},
-    {"unknown SNI: the first certificate", "www-ec www-rsa", "nope.example.net", ANY13, 0, NULL,
-     "www-ec"},
-    {"P-384 certificate, client verifies P-256 only (1.3)",
-     "big-ec384 big-rsa",
-     "big.example.com",
-     {0, NULL, "ecdsa_secp256r1_sha256:rsa_pss_rsae_sha256", NULL},
-     0,
-     NULL,
-     "big-rsa"},
-    {"P-384 certificate, any client (1.3)", "big-ec384 big-rsa", "big.example.com", ANY13, 0, NULL,
-     "big-ec384"},
-    {"P-384 certificate, client groups without P-384 (1.2)",
-     "big-ec384 big-rsa",
-     "big.example.com",
-     {TLS1_2_VERSION, NULL, NULL, "P-256:X25519"},
-     0,
-     NULL,
-     "big-rsa"},
-    {"rule 5: best match ECDSA-only, RSA-only client (1.3)", "default secure-ec wild-org",
-     "secure.example.org", RSA13, 0, NULL, NULL},
-    {"rule 5: best match ECDSA-only, RSA-only client (1.2)",
-     "default secure-ec wild-org",
-     "secure.example.org",
-     {TLS1_2_VERSION, "ECDHE-RSA-AES128-GCM-SHA256", NULL, NULL},
-     0,
-     NULL,
-     NULL},
-    {"rule 5: the worse RSA match is fine for another name", "default secure-ec wild-org",
-     "www.example.org", RSA13, 0, NULL, "wild-org"},
-    {"uppercase SNI with a trailing dot", "default cats", "CATS.Pets.Example.COM.", ANY13, 0, NULL,
-     "cats"},
+	{ "1.3, any client: ECDSA preferred", "www-rsa www-ec", "www.example.com", ANY13, 0, NULL,
+	  "www-ec" },
+	{ "1.3, RSA-PSS sigalgs only", "www-rsa www-ec", "www.example.com", RSA13, 0, NULL,
+	  "www-rsa" },
+	{ "1.3, ECDSA sigalgs only", "www-rsa www-ec", "www.example.com", ECDSA13, 0, NULL,
+	  "www-ec" },
+	{ "1.2, any client", "www-rsa www-ec", "www.example.com", ANY12, 0, NULL, "www-ec" },
+	{ "1.2, ECDHE-RSA ciphers only",
+	  "www-ec www-rsa",
+	  "www.example.com",
+	  { TLS1_2_VERSION, "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384", NULL, NULL },
+	  0,
+	  NULL,
+	  "www-rsa" },
+	{ "1.2, both ciphers, RSA sigalgs only",
+	  "www-ec www-rsa",
+	  "www.example.com",
+	  { TLS1_2_VERSION, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256",
+	    "RSA+SHA256:RSA-PSS+SHA256", NULL },
+	  0,
+	  NULL,
+	  "www-rsa" },
+	{ "1.2, RSA key exchange only",
+	  "www-ec www-rsa",
+	  "www.example.com",
+	  { TLS1_2_VERSION, "AES128-GCM-SHA256", NULL, NULL },
+	  0,
+	  NULL,
+	  "www-rsa" },
+	{ "1.2, ECDHE-ECDSA ciphers only",
+	  "www-rsa www-ec",
+	  "www.example.com",
+	  { TLS1_2_VERSION, "ECDHE-ECDSA-AES128-GCM-SHA256", NULL, NULL },
+	  0,
+	  NULL,
+	  "www-ec" },
+	{ "the listener's policy has only ECDHE-RSA ciphers", "www-ec www-rsa", "www.example.com",
+	  ANY12, TLS1_2_VERSION, "ECDHE-RSA-AES128-GCM-SHA256", "www-rsa" },
+	{ "no SNI: the first certificate", "www-rsa www-ec", NULL, ANY13, 0, NULL, "www-rsa" },
+	{ "unknown SNI: the first certificate", "www-ec www-rsa", "nope.example.net", ANY13, 0,
+	  NULL, "www-ec" },
+	{ "P-384 certificate, client verifies P-256 only (1.3)",
+	  "big-ec384 big-rsa",
+	  "big.example.com",
+	  { 0, NULL, "ecdsa_secp256r1_sha256:rsa_pss_rsae_sha256", NULL },
+	  0,
+	  NULL,
+	  "big-rsa" },
+	{ "P-384 certificate, any client (1.3)", "big-ec384 big-rsa", "big.example.com", ANY13, 0,
+	  NULL, "big-ec384" },
+	{ "P-384 certificate, client groups without P-384 (1.2)",
+	  "big-ec384 big-rsa",
+	  "big.example.com",
+	  { TLS1_2_VERSION, NULL, NULL, "P-256:X25519" },
+	  0,
+	  NULL,
+	  "big-rsa" },
+	{ "rule 5: best match ECDSA-only, RSA-only client (1.3)", "default secure-ec wild-org",
+	  "secure.example.org", RSA13, 0, NULL, NULL },
+	{ "rule 5: best match ECDSA-only, RSA-only client (1.2)",
+	  "default secure-ec wild-org",
+	  "secure.example.org",
+	  { TLS1_2_VERSION, "ECDHE-RSA-AES128-GCM-SHA256", NULL, NULL },
+	  0,
+	  NULL,
+	  NULL },
+	{ "rule 5: the worse RSA match is fine for another name", "default secure-ec wild-org",
+	  "www.example.org", RSA13, 0, NULL, "wild-org" },
+	{ "uppercase SNI with a trailing dot", "default cats", "CATS.Pets.Example.COM.", ANY13, 0,
+	  NULL, "cats" },
 };
 
 static void run_hs_case(const struct hs_case *t)
 {
-	struct srv s = {.select = true, .chosen = -2};
+	struct srv s = { .select = true, .chosen = -2 };
 	SSL_CTX *sctx, *cctx;
 	struct hs_result res;
 	SSL *srv, *cli;
@@ -260,7 +262,7 @@ static void test_handshakes(void **state)
 
 static void test_hello_sni_and_version(void **state)
 {
-	struct srv s = {.select = true};
+	struct srv s = { .select = true };
 	SSL_CTX *sctx, *cctx;
 	SSL *srv, *cli;
 
@@ -293,7 +295,7 @@ static void test_hello_sni_and_version(void **state)
  * for both ClientHellos and installs the same certificate twice. */
 static void test_hello_retry_request(void **state)
 {
-	struct srv s = {.select = true};
+	struct srv s = { .select = true };
 	SSL_CTX *sctx, *cctx;
 	struct hs_result res;
 	SSL *srv, *cli;
@@ -329,66 +331,71 @@ static const struct cons_case {
 	int srv_min, srv_max;
 	const char *srv_ciphers;
 } cons_cases[] = {
-    {.what = "1.3 any", .cli = ANY13},
-    {.what = "1.3 RSA-PSS only", .cli = RSA13},
-    {.what = "1.3 PKCS#1 only", .cli = {.sigalgs = "RSA+SHA256:RSA+SHA384"}},
-    {.what = "1.3 PKCS#1 + ECDSA P-256", .cli = {.sigalgs = "RSA+SHA256:ecdsa_secp256r1_sha256"}},
-    {.what = "1.3 ECDSA P-384 only", .cli = {.sigalgs = "ecdsa_secp384r1_sha384"}},
-    {.what = "1.2 any", .cli = ANY12},
-    {.what = "1.2 ECDHE-RSA only",
-     .cli = {TLS1_2_VERSION, "ECDHE-RSA-AES128-GCM-SHA256", NULL, NULL}},
-    {.what = "1.2 ECDHE-ECDSA only",
-     .cli = {TLS1_2_VERSION, "ECDHE-ECDSA-AES256-GCM-SHA384", NULL, NULL}},
-    {.what = "1.2 RSA key exchange only", .cli = {TLS1_2_VERSION, "AES256-GCM-SHA384", NULL, NULL}},
-    {.what = "1.2 RSA key exchange, ECDSA sigalgs only",
-     .cli = {TLS1_2_VERSION, "AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256", "ECDSA+SHA256",
-	     NULL}},
-    {.what = "1.2 all ciphers, RSA sigalgs only",
-     .cli = {TLS1_2_VERSION, NULL, "RSA+SHA256", NULL}},
-    {.what = "1.2 all ciphers, ECDSA+SHA384 only (any curve in 1.2)",
-     .cli = {TLS1_2_VERSION, NULL, "ECDSA+SHA384", NULL}},
-    {.what = "1.2 groups P-384 only", .cli = {TLS1_2_VERSION, NULL, NULL, "P-384"}},
-    {.what = "1.2 groups X25519 only", .cli = {TLS1_2_VERSION, NULL, NULL, "X25519"}},
-    {.what = "1.2 SHA-1 sigalgs, server level 1",
-     .cli = {TLS1_2_VERSION, "ALL:@SECLEVEL=0", "RSA+SHA1:ECDSA+SHA1", NULL},
-     .srv_ciphers = "DEFAULT:@SECLEVEL=1"},
-    {.what = "1.2 SHA-1 sigalgs, server level 0",
-     .cli = {TLS1_2_VERSION, "ALL:@SECLEVEL=0", "RSA+SHA1:ECDSA+SHA1", NULL},
-     .srv_ciphers = "ALL:@SECLEVEL=0"},
-    {.what = "1.2 ECDSA+SHA224 only, server level 2",
-     .cli = {TLS1_2_VERSION, "ALL:@SECLEVEL=0", "ECDSA+SHA224:RSA+SHA224", NULL},
-     .srv_ciphers = "DEFAULT:@SECLEVEL=2"},
-    {.what = "1.2 ECDSA+SHA224 only, server level 3 (refuses SHA-224)",
-     .cli = {TLS1_2_VERSION, "ALL:@SECLEVEL=0", "ECDSA+SHA224", NULL},
-     .srv_ciphers = "DEFAULT:@SECLEVEL=3"},
-    {.what = "1.2 ECDSA SHA-224 and SHA-256, server level 3",
-     .cli = {TLS1_2_VERSION, "ALL:@SECLEVEL=0", "ECDSA+SHA224:ECDSA+SHA256", NULL},
-     .srv_ciphers = "DEFAULT:@SECLEVEL=3"},
-    {.what = "1.2 server policy ECDHE-ECDSA only",
-     .cli = ANY12,
-     .srv_max = TLS1_2_VERSION,
-     .srv_ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256"},
-    {.what = "1.2 server policy RSA key exchange only",
-     .cli = ANY12,
-     .srv_max = TLS1_2_VERSION,
-     .srv_ciphers = "AES128-GCM-SHA256"},
-    {.what = "1.2 client, 1.3-only server: no version", .cli = ANY12, .srv_min = TLS1_3_VERSION},
-    {.what = "1.1 (level 0 both sides)",
-     .cli = {TLS1_1_VERSION, "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:@SECLEVEL=0", NULL, NULL},
-     .srv_min = TLS1_1_VERSION,
-     .srv_ciphers = "ALL:@SECLEVEL=0"},
-    {.what = "1.1 client, GCM-only server policy",
-     .cli = {TLS1_1_VERSION, "ALL:@SECLEVEL=0", NULL, NULL},
-     .srv_min = TLS1_1_VERSION,
-     .srv_max = TLS1_2_VERSION,
-     .srv_ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:@SECLEVEL=0"},
+	{ .what = "1.3 any", .cli = ANY13 },
+	{ .what = "1.3 RSA-PSS only", .cli = RSA13 },
+	{ .what = "1.3 PKCS#1 only", .cli = { .sigalgs = "RSA+SHA256:RSA+SHA384" } },
+	{ .what = "1.3 PKCS#1 + ECDSA P-256",
+	  .cli = { .sigalgs = "RSA+SHA256:ecdsa_secp256r1_sha256" } },
+	{ .what = "1.3 ECDSA P-384 only", .cli = { .sigalgs = "ecdsa_secp384r1_sha384" } },
+	{ .what = "1.2 any", .cli = ANY12 },
+	{ .what = "1.2 ECDHE-RSA only",
+	  .cli = { TLS1_2_VERSION, "ECDHE-RSA-AES128-GCM-SHA256", NULL, NULL } },
+	{ .what = "1.2 ECDHE-ECDSA only",
+	  .cli = { TLS1_2_VERSION, "ECDHE-ECDSA-AES256-GCM-SHA384", NULL, NULL } },
+	{ .what = "1.2 RSA key exchange only",
+	  .cli = { TLS1_2_VERSION, "AES256-GCM-SHA384", NULL, NULL } },
+	{ .what = "1.2 RSA key exchange, ECDSA sigalgs only",
+	  .cli = { TLS1_2_VERSION, "AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256",
+		   "ECDSA+SHA256", NULL } },
+	{ .what = "1.2 all ciphers, RSA sigalgs only",
+	  .cli = { TLS1_2_VERSION, NULL, "RSA+SHA256", NULL } },
+	{ .what = "1.2 all ciphers, ECDSA+SHA384 only (any curve in 1.2)",
+	  .cli = { TLS1_2_VERSION, NULL, "ECDSA+SHA384", NULL } },
+	{ .what = "1.2 groups P-384 only", .cli = { TLS1_2_VERSION, NULL, NULL, "P-384" } },
+	{ .what = "1.2 groups X25519 only", .cli = { TLS1_2_VERSION, NULL, NULL, "X25519" } },
+	{ .what = "1.2 SHA-1 sigalgs, server level 1",
+	  .cli = { TLS1_2_VERSION, "ALL:@SECLEVEL=0", "RSA+SHA1:ECDSA+SHA1", NULL },
+	  .srv_ciphers = "DEFAULT:@SECLEVEL=1" },
+	{ .what = "1.2 SHA-1 sigalgs, server level 0",
+	  .cli = { TLS1_2_VERSION, "ALL:@SECLEVEL=0", "RSA+SHA1:ECDSA+SHA1", NULL },
+	  .srv_ciphers = "ALL:@SECLEVEL=0" },
+	{ .what = "1.2 ECDSA+SHA224 only, server level 2",
+	  .cli = { TLS1_2_VERSION, "ALL:@SECLEVEL=0", "ECDSA+SHA224:RSA+SHA224", NULL },
+	  .srv_ciphers = "DEFAULT:@SECLEVEL=2" },
+	{ .what = "1.2 ECDSA+SHA224 only, server level 3 (refuses SHA-224)",
+	  .cli = { TLS1_2_VERSION, "ALL:@SECLEVEL=0", "ECDSA+SHA224", NULL },
+	  .srv_ciphers = "DEFAULT:@SECLEVEL=3" },
+	{ .what = "1.2 ECDSA SHA-224 and SHA-256, server level 3",
+	  .cli = { TLS1_2_VERSION, "ALL:@SECLEVEL=0", "ECDSA+SHA224:ECDSA+SHA256", NULL },
+	  .srv_ciphers = "DEFAULT:@SECLEVEL=3" },
+	{ .what = "1.2 server policy ECDHE-ECDSA only",
+	  .cli = ANY12,
+	  .srv_max = TLS1_2_VERSION,
+	  .srv_ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256" },
+	{ .what = "1.2 server policy RSA key exchange only",
+	  .cli = ANY12,
+	  .srv_max = TLS1_2_VERSION,
+	  .srv_ciphers = "AES128-GCM-SHA256" },
+	{ .what = "1.2 client, 1.3-only server: no version",
+	  .cli = ANY12,
+	  .srv_min = TLS1_3_VERSION },
+	{ .what = "1.1 (level 0 both sides)",
+	  .cli = { TLS1_1_VERSION, "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:@SECLEVEL=0", NULL,
+		   NULL },
+	  .srv_min = TLS1_1_VERSION,
+	  .srv_ciphers = "ALL:@SECLEVEL=0" },
+	{ .what = "1.1 client, GCM-only server policy",
+	  .cli = { TLS1_1_VERSION, "ALL:@SECLEVEL=0", NULL, NULL },
+	  .srv_min = TLS1_1_VERSION,
+	  .srv_max = TLS1_2_VERSION,
+	  .srv_ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:@SECLEVEL=0" },
 };
 
 /* Returns false when the policy's security level refuses the certificate itself (no handshake
  * to compare: certstore_cert_check_ctx reports that at config time). */
 static bool run_cons_case(const struct cons_case *t, struct certstore_cert *cert)
 {
-	struct srv s = {.select = false};
+	struct srv s = { .select = false };
 	SSL_CTX *sctx, *cctx;
 	struct hs_result res;
 	SSL *srv, *cli;
@@ -435,7 +442,7 @@ out:
 
 static void test_prediction_matches_openssl(void **state)
 {
-	static const char *const certs[] = {"www-rsa", "www-ec", "big-ec384"};
+	static const char *const certs[] = { "www-rsa", "www-ec", "big-ec384" };
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cons_cases) / sizeof(cons_cases[0]); i++) {
@@ -451,10 +458,10 @@ static void test_prediction_matches_openssl(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_handshakes),
-	    cmocka_unit_test(test_hello_sni_and_version),
-	    cmocka_unit_test(test_hello_retry_request),
-	    cmocka_unit_test(test_prediction_matches_openssl),
+		cmocka_unit_test(test_handshakes),
+		cmocka_unit_test(test_hello_sni_and_version),
+		cmocka_unit_test(test_hello_retry_request),
+		cmocka_unit_test(test_prediction_matches_openssl),
 	};
 
 	fx_init();

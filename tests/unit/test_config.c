@@ -15,7 +15,7 @@ static char dir[] = "/tmp/ktlsd-test-config-XXXXXX";
 static char path[256];
 
 #define MINIMAL_TAIL                                                                               \
-	"\"certificates\": {\"c\": {\"cert\": \"c.pem\", \"key\": \"c.key\"}},"                   \
+	"\"certificates\": {\"c\": {\"cert\": \"c.pem\", \"key\": \"c.key\"}},"                    \
 	"\"backends\": {\"app\": {\"servers\": [\"127.0.0.1:8080\"]}}"
 
 static void write_config(const char *text)
@@ -72,9 +72,9 @@ static struct config *load_ok(const char *text)
 
 static void test_minimal_config_gets_documented_defaults(void **state)
 {
-	struct config *cfg = load_ok("{\"listeners\": [{\"bind\": \"127.0.0.1:8443\", "
-				     "\"certificates\": [\"c\"], \"backend\": \"app\"}]," MINIMAL_TAIL
-				     "}");
+	struct config *cfg =
+	    load_ok("{\"listeners\": [{\"bind\": \"127.0.0.1:8443\", "
+		    "\"certificates\": [\"c\"], \"backend\": \"app\"}]," MINIMAL_TAIL "}");
 	const struct cfg_listener *l = &cfg->listeners[0];
 
 	assert_int_equal(cfg->n_listeners, 1);
@@ -120,16 +120,16 @@ static void test_minimal_config_gets_documented_defaults(void **state)
 static void test_full_config_from_design(void **state)
 {
 	struct config *cfg = load_ok(
-		"{\"listeners\": [{\"name\": \"web\", \"bind\": \"[::1]:443\", \"protocol\": \"tls\","
-		"\"security_policy\": \"ELBSecurityPolicy-2016-08\", \"certificates\": [\"c\"],"
-		"\"client_auth\": {\"mode\": \"required\", \"ca\": \"partners\"},"
-		"\"alpn\": [\"h2\", \"http/1.1\"], \"backend\": \"app\","
-		"\"backend_tls\": {\"enabled\": true, \"verify\": true, \"ca_file\": \"/b.pem\","
-		"\"sni\": \"app.internal\"}, \"proxy_protocol\": \"v2\", \"datapath\": \"userspace\","
-		"\"session_resumption\": true, \"timeouts\": {\"handshake_ms\": 5000},"
-		"\"max_connections\": 10}],"
-		"\"ca_certificates\": {\"partners\": {\"file\": \"ca.pem\", \"crl\": \"ca.crl\"}},"
-		"\"workers\": 2, \"metrics\": {\"bind\": \"127.0.0.1:9310\"}," MINIMAL_TAIL "}");
+	    "{\"listeners\": [{\"name\": \"web\", \"bind\": \"[::1]:443\", \"protocol\": \"tls\","
+	    "\"security_policy\": \"ELBSecurityPolicy-2016-08\", \"certificates\": [\"c\"],"
+	    "\"client_auth\": {\"mode\": \"required\", \"ca\": \"partners\"},"
+	    "\"alpn\": [\"h2\", \"http/1.1\"], \"backend\": \"app\","
+	    "\"backend_tls\": {\"enabled\": true, \"verify\": true, \"ca_file\": \"/b.pem\","
+	    "\"sni\": \"app.internal\"}, \"proxy_protocol\": \"v2\", \"datapath\": \"userspace\","
+	    "\"session_resumption\": true, \"timeouts\": {\"handshake_ms\": 5000},"
+	    "\"max_connections\": 10}],"
+	    "\"ca_certificates\": {\"partners\": {\"file\": \"ca.pem\", \"crl\": \"ca.crl\"}},"
+	    "\"workers\": 2, \"metrics\": {\"bind\": \"127.0.0.1:9310\"}," MINIMAL_TAIL "}");
 	const struct cfg_listener *l = &cfg->listeners[0];
 
 	assert_string_equal(l->name, "web");
@@ -185,9 +185,9 @@ static void test_types_bounds_and_enums(void **state)
 static void test_tickets_and_backend_tls(void **state)
 {
 	struct config *cfg = load_ok(
-		"{\"listeners\": [{\"bind\": \"127.0.0.1:1\", \"certificates\": [\"c\"], "
-		"\"backend\": \"app\", \"session_resumption\": true, \"session_tickets\": "
-		"{\"key_file\": \"t.key\", \"rotate_s\": 60, \"lifetime_s\": 120}}]," MINIMAL_TAIL "}");
+	    "{\"listeners\": [{\"bind\": \"127.0.0.1:1\", \"certificates\": [\"c\"], "
+	    "\"backend\": \"app\", \"session_resumption\": true, \"session_tickets\": "
+	    "{\"key_file\": \"t.key\", \"rotate_s\": 60, \"lifetime_s\": 120}}]," MINIMAL_TAIL "}");
 
 	assert_true(cfg->listeners[0].session_tickets.key_file[0] == '/'); /* resolved */
 	assert_non_null(strstr(cfg->listeners[0].session_tickets.key_file, "/t.key"));
@@ -211,16 +211,17 @@ static void test_tickets_and_backend_tls(void **state)
 
 static void test_addresses(void **state)
 {
-	expect_errors("{\"listeners\": [{\"bind\": \"::1:443\", \"certificates\": [\"c\"], "
-		      "\"backend\": \"app\"}, {\"bind\": \"127.0.0.1:99999\", \"certificates\": "
-		      "[\"c\"], \"backend\": \"app\"}, {\"bind\": \"noport\", \"certificates\": "
-		      "[\"c\"], \"backend\": \"app\"}],"
-		      "\"certificates\": {\"c\": {\"cert\": \"c.pem\", \"key\": \"c.key\"}},"
-		      "\"backends\": {\"app\": {\"servers\": []}}}",
-		      "listeners[0].bind: \"::1:443\": IPv6 addresses must be written \"[addr]:port\"",
-		      "listeners[1].bind: \"127.0.0.1:99999\": port must be a number",
-		      "listeners[2].bind: \"noport\": expected \"host:port\"",
-		      "backends.app.servers: must be a non-empty array", NULL);
+	expect_errors(
+	    "{\"listeners\": [{\"bind\": \"::1:443\", \"certificates\": [\"c\"], "
+	    "\"backend\": \"app\"}, {\"bind\": \"127.0.0.1:99999\", \"certificates\": "
+	    "[\"c\"], \"backend\": \"app\"}, {\"bind\": \"noport\", \"certificates\": "
+	    "[\"c\"], \"backend\": \"app\"}],"
+	    "\"certificates\": {\"c\": {\"cert\": \"c.pem\", \"key\": \"c.key\"}},"
+	    "\"backends\": {\"app\": {\"servers\": []}}}",
+	    "listeners[0].bind: \"::1:443\": IPv6 addresses must be written \"[addr]:port\"",
+	    "listeners[1].bind: \"127.0.0.1:99999\": port must be a number",
+	    "listeners[2].bind: \"noport\": expected \"host:port\"",
+	    "backends.app.servers: must be a non-empty array", NULL);
 }
 
 static void test_required_fields(void **state)
@@ -236,60 +237,64 @@ static void test_required_fields(void **state)
 
 static void test_cross_references(void **state)
 {
-	expect_errors("{\"listeners\": [{\"name\": \"a\", \"bind\": \"127.0.0.1:1\", "
-		      "\"certificates\": [\"c\", \"nope\"], \"backend\": \"missing\", "
-		      "\"client_auth\": {\"mode\": \"required\"}}, {\"name\": \"a\", \"bind\": "
-		      "\"127.0.0.1:2\", \"backend\": \"app\"}, {\"name\": \"p\", \"bind\": "
-		      "\"127.0.0.1:3\", \"protocol\": \"tcp\", \"backend\": \"app\", "
-		      "\"datapath\": \"ktls-splice\"}]," MINIMAL_TAIL "}",
-		      "listeners[0].certificates[1]: no certificate named \"nope\"",
-		      "listeners[0].backend: no backend named \"missing\"",
-		      "listeners[0].client_auth.ca: required when mode is not \"none\"",
-		      "listeners[1]: name \"a\" is already used by listeners[0]",
-		      "listeners[1]: a \"tls\" listener needs at least one entry in \"certificates\"",
-		      "listeners[2].datapath: \"ktls-splice\" needs a \"tls\" listener", NULL);
+	expect_errors(
+	    "{\"listeners\": [{\"name\": \"a\", \"bind\": \"127.0.0.1:1\", "
+	    "\"certificates\": [\"c\", \"nope\"], \"backend\": \"missing\", "
+	    "\"client_auth\": {\"mode\": \"required\"}}, {\"name\": \"a\", \"bind\": "
+	    "\"127.0.0.1:2\", \"backend\": \"app\"}, {\"name\": \"p\", \"bind\": "
+	    "\"127.0.0.1:3\", \"protocol\": \"tcp\", \"backend\": \"app\", "
+	    "\"datapath\": \"ktls-splice\"}]," MINIMAL_TAIL "}",
+	    "listeners[0].certificates[1]: no certificate named \"nope\"",
+	    "listeners[0].backend: no backend named \"missing\"",
+	    "listeners[0].client_auth.ca: required when mode is not \"none\"",
+	    "listeners[1]: name \"a\" is already used by listeners[0]",
+	    "listeners[1]: a \"tls\" listener needs at least one entry in \"certificates\"",
+	    "listeners[2].datapath: \"ktls-splice\" needs a \"tls\" listener", NULL);
 }
 
 /* Two listeners on one port would both bind (SO_REUSEPORT) and split its connections. */
 static void test_overlapping_binds(void **state)
 {
-	expect_errors("{\"listeners\": [{\"name\": \"a\", \"bind\": \"127.0.0.1:8443\", "
-		      "\"protocol\": \"tcp\", \"backend\": \"app\"}, {\"name\": \"b\", \"bind\": "
-		      "\"127.0.0.1:8443\", \"protocol\": \"tcp\", \"backend\": \"app\"}, {\"name\": "
-		      "\"c\", \"bind\": \"0.0.0.0:8443\", \"protocol\": \"tcp\", \"backend\": \"app\"}, "
-		      "{\"name\": \"d\", \"bind\": \"127.0.0.2:8443\", \"protocol\": \"tcp\", "
-		      "\"backend\": \"app\"}, {\"name\": \"e\", \"bind\": \"[::1]:8443\", "
-		      "\"protocol\": \"tcp\", \"backend\": \"app\"}]," MINIMAL_TAIL "}",
-		      "listeners[1].bind: 127.0.0.1:8443 takes the connections of listeners[0] "
-		      "(127.0.0.1:8443): each listener needs its own port, or addresses that do not "
-		      "overlap",
-		      "listeners[2].bind: 0.0.0.0:8443 takes the connections of listeners[0] "
-		      "(127.0.0.1:8443): each listener needs its own port, or addresses that do not "
-		      "overlap",
-		      "listeners[2].bind: 0.0.0.0:8443 takes the connections of listeners[1] "
-		      "(127.0.0.1:8443): each listener needs its own port, or addresses that do not "
-		      "overlap",
-		      "listeners[3].bind: 127.0.0.2:8443 takes the connections of listeners[2] "
-		      "(0.0.0.0:8443): each listener needs its own port, or addresses that do not "
-		      "overlap",
-		      NULL);
+	expect_errors(
+	    "{\"listeners\": [{\"name\": \"a\", \"bind\": \"127.0.0.1:8443\", "
+	    "\"protocol\": \"tcp\", \"backend\": \"app\"}, {\"name\": \"b\", \"bind\": "
+	    "\"127.0.0.1:8443\", \"protocol\": \"tcp\", \"backend\": \"app\"}, {\"name\": "
+	    "\"c\", \"bind\": \"0.0.0.0:8443\", \"protocol\": \"tcp\", \"backend\": \"app\"}, "
+	    "{\"name\": \"d\", \"bind\": \"127.0.0.2:8443\", \"protocol\": \"tcp\", "
+	    "\"backend\": \"app\"}, {\"name\": \"e\", \"bind\": \"[::1]:8443\", "
+	    "\"protocol\": \"tcp\", \"backend\": \"app\"}]," MINIMAL_TAIL "}",
+	    "listeners[1].bind: 127.0.0.1:8443 takes the connections of listeners[0] "
+	    "(127.0.0.1:8443): each listener needs its own port, or addresses that do not "
+	    "overlap",
+	    "listeners[2].bind: 0.0.0.0:8443 takes the connections of listeners[0] "
+	    "(127.0.0.1:8443): each listener needs its own port, or addresses that do not "
+	    "overlap",
+	    "listeners[2].bind: 0.0.0.0:8443 takes the connections of listeners[1] "
+	    "(127.0.0.1:8443): each listener needs its own port, or addresses that do not "
+	    "overlap",
+	    "listeners[3].bind: 127.0.0.2:8443 takes the connections of listeners[2] "
+	    "(0.0.0.0:8443): each listener needs its own port, or addresses that do not "
+	    "overlap",
+	    NULL);
 }
 
 static void test_certificate_limit(void **state)
 {
-	expect_errors("{\"listeners\": [{\"bind\": \"127.0.0.1:1\", \"backend\": \"app\", "
-		      "\"max_certificates\": 2, \"certificates\": [\"c\", \"c\", \"c\"]}]," MINIMAL_TAIL
-		      "}",
-		      "listeners[0].certificates: 3 certificates exceed max_certificates (2)", NULL);
+	expect_errors(
+	    "{\"listeners\": [{\"bind\": \"127.0.0.1:1\", \"backend\": \"app\", "
+	    "\"max_certificates\": 2, \"certificates\": [\"c\", \"c\", \"c\"]}]," MINIMAL_TAIL "}",
+	    "listeners[0].certificates: 3 certificates exceed max_certificates (2)", NULL);
 }
 
 static void test_limits_and_privilege_fields(void **state)
 {
 	struct config *cfg;
 
-#define L1 "{\"listeners\": [{\"bind\": \"127.0.0.1:8443\", \"certificates\": [\"c\"], " \
-	   "\"backend\": \"app\"}]," MINIMAL_TAIL ","
-	cfg = load_ok(L1 "\"limits\": {\"max_connections\": 5, \"max_handshakes\": 3, "
+#define L1                                                                                         \
+	"{\"listeners\": [{\"bind\": \"127.0.0.1:8443\", \"certificates\": [\"c\"], "              \
+	"\"backend\": \"app\"}]," MINIMAL_TAIL ","
+	cfg = load_ok(L1
+		      "\"limits\": {\"max_connections\": 5, \"max_handshakes\": 3, "
 		      "\"per_source\": {\"rate\": 7, \"burst\": 9, \"max_handshakes\": 0, "
 		      "\"table_size\": 64}, \"sockmap_backlog\": 8589934592}, \"user\": \"ktlsd\", "
 		      "\"group\": \"ssl\", "
@@ -305,7 +310,8 @@ static void test_limits_and_privilege_fields(void **state)
 	assert_string_equal(cfg->group, "ssl");
 	assert_int_equal(cfg->key_file_permissions, CFG_KEYPERM_WARN);
 	config_put(cfg);
-	expect_errors(L1 "\"limits\": {\"max_handshakes\": 0, \"per_source\": "
+	expect_errors(L1
+		      "\"limits\": {\"max_handshakes\": 0, \"per_source\": "
 		      "{\"table_size\": 10, \"burst\": 0, \"x\": 1}, \"sockmap_backlog\": 4096}}",
 		      "limits.max_handshakes: must be an integer from 1",
 		      "limits.sockmap_backlog: must be an integer from 1048576 to 1099511627776",
@@ -332,9 +338,9 @@ static void test_missing_file_is_named(void **state)
 
 static void test_references_keep_snapshot_alive(void **state)
 {
-	struct config *cfg = load_ok("{\"listeners\": [{\"bind\": \"127.0.0.1:8443\", "
-				     "\"certificates\": [\"c\"], \"backend\": \"app\"}]," MINIMAL_TAIL
-				     "}");
+	struct config *cfg =
+	    load_ok("{\"listeners\": [{\"bind\": \"127.0.0.1:8443\", "
+		    "\"certificates\": [\"c\"], \"backend\": \"app\"}]," MINIMAL_TAIL "}");
 	struct config *ref = config_get(cfg);
 
 	config_put(cfg);

@@ -87,9 +87,9 @@ static void test_commands_without_workers(void **state)
 	assert_string_equal(json_string_value(json_object_get(r, "config")), "ktlsd.json");
 	assert_string_equal(json_string_value(json_object_get(r, "started")),
 			    "2023-11-14T22:13:20Z");
-	assert_string_equal(json_string_value(json_object_get(json_object_get(r, "datapath"),
-							      "userspace")),
-			    "available");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(r, "datapath"), "userspace")),
+	    "available");
 	json_decref(r);
 	r = request("{\"cmd\": \"help\"}", NULL);
 	assert_int_equal(json_array_size(json_object_get(r, "commands")), 10);

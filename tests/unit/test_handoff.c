@@ -23,8 +23,8 @@
 #include "worker.h"
 #include "tls_pair_testutil.h"
 
-static const struct tls_case tls13 = { TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256",
-					KTLS_AES_GCM_128, 0 };
+static const struct tls_case tls13 = { TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256", KTLS_AES_GCM_128,
+				       0 };
 
 struct fixture {
 	struct pair p;
@@ -67,8 +67,7 @@ static unsigned queued(struct ring *r, struct io_uring_sqe **last)
 {
 	unsigned n = io_uring_sq_ready(&r->uring);
 
-	*last = n ? &r->uring.sq.sqes[(r->uring.sq.sqe_tail - 1) & *r->uring.sq.kring_mask]
-		  : NULL;
+	*last = n ? &r->uring.sq.sqes[(r->uring.sq.sqe_tail - 1) & *r->uring.sq.kring_mask] : NULL;
 	return n;
 }
 

@@ -314,13 +314,13 @@ static const char rfc8448_client_iv[] = "5b 78 92 3d ee 08 57 90 33 e5 23 d9";
  * {server} send application_data record (the second under the server's, after the
  * NewSessionTicket); both carry the 50 bytes 00 01 ... 31. */
 static const char rfc8448_client_record[] =
-	"17 03 03 00 43 a2 3f 70 54 b6 2c 94 d0 af fa fe 82 28 ba 55 cb ef ac ea 42 f9 14 aa 66 bc "
-	"ab 3f 2b 98 19 a8 a5 b4 6b 39 5b d5 4a 9a 20 44 1e 2b 62 97 4e 1f 5a 62 92 a2 97 70 14 bd "
-	"1e 3d ea e6 3a ee bb 21 69 49 15 e4";
+    "17 03 03 00 43 a2 3f 70 54 b6 2c 94 d0 af fa fe 82 28 ba 55 cb ef ac ea 42 f9 14 aa 66 bc "
+    "ab 3f 2b 98 19 a8 a5 b4 6b 39 5b d5 4a 9a 20 44 1e 2b 62 97 4e 1f 5a 62 92 a2 97 70 14 bd "
+    "1e 3d ea e6 3a ee bb 21 69 49 15 e4";
 static const char rfc8448_server_record[] =
-	"17 03 03 00 43 2e 93 7e 11 ef 4a c7 40 e5 38 ad 36 00 5f c4 a4 69 32 fc 32 25 d0 5f 82 aa "
-	"1b 36 e3 0e fa f9 7d 90 e6 df fc 60 2d cb 50 1a 59 a8 fc c4 9c 4b f2 e5 f0 a2 1c 00 47 c2 "
-	"ab f3 32 54 0d d0 32 e1 67 c2 95 5d";
+    "17 03 03 00 43 2e 93 7e 11 ef 4a c7 40 e5 38 ad 36 00 5f c4 a4 69 32 fc 32 25 d0 5f 82 aa "
+    "1b 36 e3 0e fa f9 7d 90 e6 df fc 60 2d cb 50 1a 59 a8 fc c4 9c 4b f2 e5 f0 a2 1c 00 47 c2 "
+    "ab f3 32 54 0d d0 32 e1 67 c2 95 5d";
 
 static void rfc8448_keys(bool server, struct ktls_keys *k)
 {
@@ -646,22 +646,59 @@ static void check_failure(const struct failure *f)
 static void test_failures(void **state)
 {
 	static const struct failure cases[] = {
-		{ 0, ENOENT, 0, 1, KTLS_STATE_PLAIN,
+		{ 0,
+		  ENOENT,
+		  0,
+		  1,
+		  KTLS_STATE_PLAIN,
 		  { "TCP_ULP \"tls\": ENOENT", "CONFIG_TLS", "socket is unchanged", NULL } },
-		{ 0, ENOTCONN, 0, 1, KTLS_STATE_PLAIN,
+		{ 0,
+		  ENOTCONN,
+		  0,
+		  1,
+		  KTLS_STATE_PLAIN,
 		  { "TCP_ULP \"tls\": ENOTCONN", "not an established", "can go on", NULL } },
-		{ 0, EEXIST, 0, 1, KTLS_STATE_PLAIN,
+		{ 0,
+		  EEXIST,
+		  0,
+		  1,
+		  KTLS_STATE_PLAIN,
 		  { "TCP_ULP \"tls\": EEXIST", "upper-layer protocol", "can go on", NULL } },
-		{ 1, EINVAL, 0, 2, KTLS_STATE_PLAIN,
+		{ 1,
+		  EINVAL,
+		  0,
+		  2,
+		  KTLS_STATE_PLAIN,
 		  { "TLS_TX: EINVAL", "sockmap", "plain TCP bytes", "userspace TLS can go on" } },
-		{ 1, ENOENT, 0, 2, KTLS_STATE_PLAIN,
+		{ 1,
+		  ENOENT,
+		  0,
+		  2,
+		  KTLS_STATE_PLAIN,
 		  { "TLS_TX: ENOENT", "crypto", "userspace TLS can go on", NULL } },
-		{ 1, EBUSY, 0, 2, KTLS_STATE_PLAIN, { "TLS_TX: EBUSY", "already installed", NULL } },
-		{ 1, ENOPROTOOPT, 0, 2, KTLS_STATE_PLAIN,
+		{ 1,
+		  EBUSY,
+		  0,
+		  2,
+		  KTLS_STATE_PLAIN,
+		  { "TLS_TX: EBUSY", "already installed", NULL } },
+		{ 1,
+		  ENOPROTOOPT,
+		  0,
+		  2,
+		  KTLS_STATE_PLAIN,
 		  { "TLS_TX: ENOPROTOOPT", "ULP is not attached", NULL } },
-		{ 2, ENOMEM, 0, 3, KTLS_STATE_TX,
+		{ 2,
+		  ENOMEM,
+		  0,
+		  3,
+		  KTLS_STATE_TX,
 		  { "TLS_RX: ENOMEM", "out of memory", "must never write", "cannot go on" } },
-		{ 2, EINVAL, 0, 3, KTLS_STATE_TX,
+		{ 2,
+		  EINVAL,
+		  0,
+		  3,
+		  KTLS_STATE_TX,
 		  { "TLS_RX: EINVAL", "close the connection", NULL } },
 	};
 
@@ -712,7 +749,6 @@ HS(hs12_gcm128, TLS1_2_VERSION, "ECDHE-ECDSA-AES128-GCM-SHA256", KTLS_AES_GCM_12
 HS(hs12_gcm256, TLS1_2_VERSION, "ECDHE-ECDSA-AES256-GCM-SHA384", KTLS_AES_GCM_256, 0)
 HS(hs12_chacha, TLS1_2_VERSION, "ECDHE-ECDSA-CHACHA20-POLY1305", KTLS_CHACHA20_POLY1305, 0)
 HS(hs12_ccm128, TLS1_2_VERSION, "ECDHE-ECDSA-AES128-CCM", KTLS_AES_CCM_128, 0)
-
 
 static void test_handshake(void **state)
 {
@@ -779,8 +815,8 @@ static void test_handshake(void **state)
 
 	/* The client accepts what the kernel's TX seals, in order. */
 	for (size_t i = 0; i < 2; i++) {
-		size_t len = kseal(&tx, 23, (const uint8_t *)from_kernel[i],
-				   strlen(from_kernel[i]), rec);
+		size_t len =
+		    kseal(&tx, 23, (const uint8_t *)from_kernel[i], strlen(from_kernel[i]), rec);
 
 		assert_int_equal(BIO_write(p.c_in, rec, (int)len), (int)len);
 	}
@@ -890,7 +926,9 @@ static void test_attach_busy(void **state)
 }
 
 #define HS_TEST(name)                                                                              \
-	{ "test_handshake_" #name, test_handshake, fake_reset, fake_restore, (void *)&name }
+	{                                                                                          \
+		"test_handshake_" #name, test_handshake, fake_reset, fake_restore, (void *)&name   \
+	}
 
 int main(void)
 {

@@ -29,7 +29,7 @@ static struct run handshake(int maxver, enum mtls_mode mode, const char *ca, con
 {
 	SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
 	SSL_CTX *cctx = client_ctx(maxver, NULL, NULL, NULL, -1);
-	struct run r = {0};
+	struct run r = { 0 };
 	char err[512] = "";
 	SSL *srv, *cli;
 
@@ -64,7 +64,7 @@ static struct run handshake(int maxver, enum mtls_mode mode, const char *ca, con
 	return r;
 }
 
-static const int versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
+static const int versions[] = { TLS1_2_VERSION, TLS1_3_VERSION };
 
 static void test_required(void **state)
 {
@@ -191,26 +191,26 @@ static const struct bad_cfg {
 	int depth, ret;
 	const char *named, *says;
 } bad_cfgs[] = {
-    {MTLS_MODE_REQUIRED, "missing.pem", NULL, 2, -ENOENT, "missing.pem", ": cannot open"},
-    {MTLS_MODE_REQUIRED, "empty.pem", NULL, 2, -EINVAL, "empty.pem", ": empty file"},
-    {MTLS_MODE_REQUIRED, "cats.der", NULL, 2, -EINVAL, "cats.der",
-     ": not a PEM file (it looks like DER; convert it with: openssl x509 -inform DER"},
-    {MTLS_MODE_REQUIRED, "garbage.pem", NULL, 2, -EINVAL, "garbage.pem",
-     ": certificate #1 is malformed"},
-    {MTLS_MODE_REQUIRED, "ca.crl", NULL, 2, -EINVAL, "ca.crl", ": no CA certificate found"},
-    {MTLS_MODE_OPTIONAL, "ca.pem", "missing.crl", 2, -ENOENT, "missing.crl", ": cannot open"},
-    {MTLS_MODE_REQUIRED, "ca.pem", "ca.crl.der", 2, -EINVAL, "ca.crl.der",
-     "openssl crl -inform DER"},
-    {MTLS_MODE_REQUIRED, "ca.pem", "ca.pem", 2, -EINVAL, "ca.pem", ": no CRL found"},
-    {MTLS_MODE_REQUIRED, "ca.pem", "otherca.crl", 2, -EINVAL, "otherca.crl",
-     ": CRL #1 is from \"CN=otherca test CA\", which is not a CA of "},
-    {MTLS_MODE_REQUIRED, "ca.pem", "ca+otherca.crl", 2, -EINVAL, "ca+otherca.crl",
-     ": CRL #2 is from \"CN=otherca test CA\""},
-    {MTLS_MODE_REQUIRED, "ca.pem", "ca-expired.crl", 2, -EINVAL, "ca-expired.crl",
-     ": CRL #1 from \"CN=ca test CA\" is out of date (past its nextUpdate)"},
-    {MTLS_MODE_REQUIRED, "ca.pem", NULL, 101, -EINVAL, "", "client_auth depth 101"},
-    {MTLS_MODE_REQUIRED, NULL, NULL, 2, -EINVAL, "", "client_auth mode \"required\" needs a"},
-    {(enum mtls_mode)7, "ca.pem", NULL, 2, -EINVAL, "", "unknown client_auth mode 7"},
+	{ MTLS_MODE_REQUIRED, "missing.pem", NULL, 2, -ENOENT, "missing.pem", ": cannot open" },
+	{ MTLS_MODE_REQUIRED, "empty.pem", NULL, 2, -EINVAL, "empty.pem", ": empty file" },
+	{ MTLS_MODE_REQUIRED, "cats.der", NULL, 2, -EINVAL, "cats.der",
+	  ": not a PEM file (it looks like DER; convert it with: openssl x509 -inform DER" },
+	{ MTLS_MODE_REQUIRED, "garbage.pem", NULL, 2, -EINVAL, "garbage.pem",
+	  ": certificate #1 is malformed" },
+	{ MTLS_MODE_REQUIRED, "ca.crl", NULL, 2, -EINVAL, "ca.crl", ": no CA certificate found" },
+	{ MTLS_MODE_OPTIONAL, "ca.pem", "missing.crl", 2, -ENOENT, "missing.crl", ": cannot open" },
+	{ MTLS_MODE_REQUIRED, "ca.pem", "ca.crl.der", 2, -EINVAL, "ca.crl.der",
+	  "openssl crl -inform DER" },
+	{ MTLS_MODE_REQUIRED, "ca.pem", "ca.pem", 2, -EINVAL, "ca.pem", ": no CRL found" },
+	{ MTLS_MODE_REQUIRED, "ca.pem", "otherca.crl", 2, -EINVAL, "otherca.crl",
+	  ": CRL #1 is from \"CN=otherca test CA\", which is not a CA of " },
+	{ MTLS_MODE_REQUIRED, "ca.pem", "ca+otherca.crl", 2, -EINVAL, "ca+otherca.crl",
+	  ": CRL #2 is from \"CN=otherca test CA\"" },
+	{ MTLS_MODE_REQUIRED, "ca.pem", "ca-expired.crl", 2, -EINVAL, "ca-expired.crl",
+	  ": CRL #1 from \"CN=ca test CA\" is out of date (past its nextUpdate)" },
+	{ MTLS_MODE_REQUIRED, "ca.pem", NULL, 101, -EINVAL, "", "client_auth depth 101" },
+	{ MTLS_MODE_REQUIRED, NULL, NULL, 2, -EINVAL, "", "client_auth mode \"required\" needs a" },
+	{ (enum mtls_mode)7, "ca.pem", NULL, 2, -EINVAL, "", "unknown client_auth mode 7" },
 };
 
 static void test_config_errors(void **state)
@@ -270,9 +270,9 @@ static void test_modes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_required),	       cmocka_unit_test(test_optional_and_none),
-	    cmocka_unit_test(test_ca_bundle_and_crls), cmocka_unit_test(test_depth),
-	    cmocka_unit_test(test_config_errors),      cmocka_unit_test(test_modes),
+		cmocka_unit_test(test_required),	   cmocka_unit_test(test_optional_and_none),
+		cmocka_unit_test(test_ca_bundle_and_crls), cmocka_unit_test(test_depth),
+		cmocka_unit_test(test_config_errors),	   cmocka_unit_test(test_modes),
 	};
 
 	fx_init();

@@ -14,9 +14,9 @@
 /* Rows of the seed table; columns 2016-08, FS-2018-06, TLS-1-2, TLS-1-2-Ext, TLS-1-1, TLS-1-0.
  * 2015-05 is identical to 2016-08 (the table's footnote). */
 static const char *const policies[] = {
-	"ELBSecurityPolicy-2016-08",	      "ELBSecurityPolicy-FS-2018-06",
-	"ELBSecurityPolicy-TLS-1-2-2017-01",  "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
-	"ELBSecurityPolicy-TLS-1-1-2017-01",  "ELBSecurityPolicy-TLS-1-0-2015-04",
+	"ELBSecurityPolicy-2016-08",	     "ELBSecurityPolicy-FS-2018-06",
+	"ELBSecurityPolicy-TLS-1-2-2017-01", "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+	"ELBSecurityPolicy-TLS-1-1-2017-01", "ELBSecurityPolicy-TLS-1-0-2015-04",
 };
 static const struct {
 	const char *name;
@@ -109,8 +109,8 @@ static void test_server_order_is_table_order(void **state)
 	char err[256];
 
 	assert_int_equal(policy_lookup(NULL, "ELBSecurityPolicy-2016-08", &p, err, sizeof(err)), 0);
-	assert_true(strncmp(p->ciphers, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:",
-			    58) == 0);
+	assert_true(strncmp(p->ciphers,
+			    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:", 58) == 0);
 	policy_free(p);
 }
 
@@ -119,16 +119,16 @@ static void test_tls13_policies(void **state)
 	struct policy *p = NULL;
 	char err[256];
 
-	assert_int_equal(policy_lookup(NULL, "ELBSecurityPolicy-TLS13-1-2-2021-06", &p, err,
-				       sizeof(err)), 0);
+	assert_int_equal(
+	    policy_lookup(NULL, "ELBSecurityPolicy-TLS13-1-2-2021-06", &p, err, sizeof(err)), 0);
 	assert_int_equal(p->min_version, TLS1_2_VERSION);
 	assert_int_equal(p->max_version, TLS1_3_VERSION);
 	assert_true(in_list(p->ciphersuites, "TLS_AES_128_GCM_SHA256"));
 	assert_true(in_list(p->ciphersuites, "TLS_CHACHA20_POLY1305_SHA256"));
 	assert_false(in_list(p->ciphers, "AES128-SHA"));
 	policy_free(p);
-	assert_int_equal(policy_lookup(NULL, "ELBSecurityPolicy-TLS13-1-3-2021-06", &p, err,
-				       sizeof(err)), 0);
+	assert_int_equal(
+	    policy_lookup(NULL, "ELBSecurityPolicy-TLS13-1-3-2021-06", &p, err, sizeof(err)), 0);
 	assert_int_equal(p->min_version, TLS1_3_VERSION);
 	assert_string_equal(p->ciphers, "");
 	policy_free(p);
@@ -165,7 +165,10 @@ static void test_unknown_and_custom(void **state)
 	char *vers[] = { "TLSv1.2" }, *ciphers[] = { "ECDHE-ECDSA-AES256-GCM-SHA384" };
 	char *bad[] = { "SSLv3" };
 	struct cfg_policy custom[] = {
-		{ .name = "mine", .versions = vers, .n_versions = 1, .ciphers = ciphers,
+		{ .name = "mine",
+		  .versions = vers,
+		  .n_versions = 1,
+		  .ciphers = ciphers,
 		  .n_ciphers = 1 },
 		{ .name = "old", .versions = bad, .n_versions = 1 },
 	};

@@ -72,8 +72,14 @@ static void test_v2_maximal_tlvs_fit(void **state)
 {
 	char big[400];
 	struct sockaddr_storage a, b;
-	struct proxyproto_info in = { .src = &a, .dst = &b, .tls = true, .alpn = big, .sni = big,
-				      .version = big, .cipher = big, .client_cn = big };
+	struct proxyproto_info in = { .src = &a,
+				      .dst = &b,
+				      .tls = true,
+				      .alpn = big,
+				      .sni = big,
+				      .version = big,
+				      .cipher = big,
+				      .client_cn = big };
 	unsigned char out[PROXYPROTO_MAX];
 	int n;
 
@@ -84,7 +90,7 @@ static void test_v2_maximal_tlvs_fit(void **state)
 	n = proxyproto_encode(2, &in, out);
 	assert_true(n > 16 && n <= PROXYPROTO_MAX); /* whole TLVs that fit; the rest left out */
 	assert_int_equal(out[14] << 8 | out[15], n - 16); /* the length field covers all TLVs */
-	big[20] = 0; /* realistic sizes: everything fits */
+	big[20] = 0;					  /* realistic sizes: everything fits */
 	n = proxyproto_encode(2, &in, out);
 	assert_int_equal(n, 16 + 36 + 2 * (3 + 20) + 8 + 3 * (3 + 20));
 }

@@ -1,4 +1,5 @@
-/* Unit tests for ratelog: one line per interval, the count of those left out, exact under threads. */
+/* Unit tests for ratelog: one line per interval, the count of those left out, exact under threads.
+ */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -319,7 +319,8 @@ static void test_bad_records(void **state)
 	memcpy(rec, (const uint8_t[]){ v13 ? 21 : 20, 3, 3, 0, 2, 1, 0 }, 7);
 	assert_int_equal(rlayer_open(s.rl, rec, 7, pt, sizeof(pt), &r), v13 ? -EPROTO : -EBADMSG);
 	assert_int_equal(rlayer_alert(s.rl, -EPROTO), 10);
-	/* a record version other than 0x0303: OpenSSL's decode_error (1.3), protocol_version (1.2) */
+	/* a record version other than 0x0303: OpenSSL's decode_error (1.3), protocol_version (1.2)
+	 */
 	memcpy(rec, (const uint8_t[]){ 23, 3, 1, 0, 20 }, 5);
 	assert_int_equal(rlayer_open(s.rl, rec, 5, pt, sizeof(pt), &r), -EPROTONOSUPPORT);
 	assert_int_equal(rlayer_alert(s.rl, -EPROTONOSUPPORT), v13 ? 50 : 70);
@@ -373,9 +374,10 @@ static void test_record_types(void **state)
 		uint16_t len;
 		int v12, v13; /* 1: opened with this type and length; else the error */
 	} rows[] = {
-		{ RLAYER_DATA, 0, 1, 1 },   { RLAYER_DATA, 16384, 1, 1 }, { RLAYER_ALERT, 2, 1, 1 },
-		{ RLAYER_ALERT, 0, 1, 1 },  { RLAYER_HANDSHAKE, 5, 1, 1 }, { RLAYER_CCS, 1, -EPROTO, 1 },
-		{ 24, 1, -EPROTO, 1 },	    { 255, 3, -EPROTO, 1 },
+		{ RLAYER_DATA, 0, 1, 1 },      { RLAYER_DATA, 16384, 1, 1 },
+		{ RLAYER_ALERT, 2, 1, 1 },     { RLAYER_ALERT, 0, 1, 1 },
+		{ RLAYER_HANDSHAKE, 5, 1, 1 }, { RLAYER_CCS, 1, -EPROTO, 1 },
+		{ 24, 1, -EPROTO, 1 },	       { 255, 3, -EPROTO, 1 },
 	};
 	const struct tls_case *tc = *state;
 	static uint8_t rec[REC_MAX], pt[RLAYER_MAX_OPEN], body[RLAYER_MAX_PLAIN];
@@ -402,7 +404,8 @@ static void test_record_types(void **state)
 		len = rlayer_seal(crl, rows[i].type, body, rows[i].len, rec, sizeof(rec));
 		assert_true(len > 0);
 		if (want != 1) {
-			assert_int_equal(rlayer_open(s.rl, rec, (size_t)len, pt, sizeof(pt), &r), want);
+			assert_int_equal(rlayer_open(s.rl, rec, (size_t)len, pt, sizeof(pt), &r),
+					 want);
 			break; /* the session is over: the server's sequence number did not move */
 		}
 		r = open_one(&s, rec, (size_t)len, pt);
@@ -472,11 +475,11 @@ CASE(c12_chacha, TLS1_2_VERSION, "ECDHE-ECDSA-CHACHA20-POLY1305", KTLS_CHACHA20_
 
 #define EACH(fn)                                                                                   \
 	cmocka_unit_test_prestate(fn, (void *)&c13_gcm128),                                        \
-		cmocka_unit_test_prestate(fn, (void *)&c13_gcm256),                                \
-		cmocka_unit_test_prestate(fn, (void *)&c13_chacha),                                \
-		cmocka_unit_test_prestate(fn, (void *)&c12_gcm128),                                \
-		cmocka_unit_test_prestate(fn, (void *)&c12_gcm256),                                \
-		cmocka_unit_test_prestate(fn, (void *)&c12_chacha)
+	    cmocka_unit_test_prestate(fn, (void *)&c13_gcm256),                                    \
+	    cmocka_unit_test_prestate(fn, (void *)&c13_chacha),                                    \
+	    cmocka_unit_test_prestate(fn, (void *)&c12_gcm128),                                    \
+	    cmocka_unit_test_prestate(fn, (void *)&c12_gcm256),                                    \
+	    cmocka_unit_test_prestate(fn, (void *)&c12_chacha)
 
 int main(void)
 {

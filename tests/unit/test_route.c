@@ -11,16 +11,16 @@
 #include "route.h"
 
 static struct cfg_route routes[] = {
-    {.sni = "shop.example.com", .backend = 1},
-    {.sni = "*.example.com", .backend = 2},
-    {.sni = "*.api.example.com", .backend = 3},
-    {.sni = "*.example.com", .backend = 4}, /* same as routes[1]: config order wins */
-    {.sni = "Mixed.Example.ORG.", .backend = 5},
+	{ .sni = "shop.example.com", .backend = 1 },
+	{ .sni = "*.example.com", .backend = 2 },
+	{ .sni = "*.api.example.com", .backend = 3 },
+	{ .sni = "*.example.com", .backend = 4 }, /* same as routes[1]: config order wins */
+	{ .sni = "Mixed.Example.ORG.", .backend = 5 },
 };
 
 static struct cfg_listener listener(bool with_default)
 {
-	struct cfg_listener l = {.routes = routes, .n_routes = 5};
+	struct cfg_listener l = { .routes = routes, .n_routes = 5 };
 
 	if (with_default) {
 		l.backend_name = "fallback";
@@ -60,11 +60,12 @@ static void test_select(void **state)
 
 static void test_check_pattern(void **state)
 {
-	static const char *const good[] = {"a.example.com", "*.example.com", "x", "a-b_c.d.",
-					   "*.a.b"};
+	static const char *const good[] = { "a.example.com", "*.example.com", "x", "a-b_c.d.",
+					    "*.a.b" };
 	static const char *const bad[] = {
-	    "",	     ".",	"*.com",	"*",   "w*.example.com", "a..b",
-	    "a.*.b", "a b.com", "*example.com", ".a.b"};
+		"",	 ".",	    "*.com",	    "*",   "w*.example.com", "a..b",
+		"a.*.b", "a b.com", "*example.com", ".a.b"
+	};
 	char label[80];
 
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
@@ -81,8 +82,8 @@ static void test_check_pattern(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_select),
-	    cmocka_unit_test(test_check_pattern),
+		cmocka_unit_test(test_select),
+		cmocka_unit_test(test_check_pattern),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

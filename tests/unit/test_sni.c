@@ -22,12 +22,12 @@ struct fixture {
 };
 
 static const struct fixture fixtures[] = {
-    {"openssl-s_client.bin", "app.example.com"},
-    {"openssl-tls12-nosni.bin", NULL},
-    {"curl.bin", "www.example.org"}, /* sent as "www.Example.ORG." */
-    {"python-ssl.bin", "api.pets.example.com"},
-    {"gnutls-cli.bin", "gnutls.example.net"},
-    {"python-ip-nosni.bin", NULL},
+	{ "openssl-s_client.bin", "app.example.com" },
+	{ "openssl-tls12-nosni.bin", NULL },
+	{ "curl.bin", "www.example.org" }, /* sent as "www.Example.ORG." */
+	{ "python-ssl.bin", "api.pets.example.com" },
+	{ "gnutls-cli.bin", "gnutls.example.net" },
+	{ "python-ip-nosni.bin", NULL },
 };
 
 static size_t load(const char *file, uint8_t *buf, size_t cap)
@@ -104,7 +104,7 @@ static void test_captured_whole_and_every_prefix(void **state)
 
 static void test_captured_reframed(void **state)
 {
-	static const size_t frags[] = {1, 2, 3, 4, 5, 7, 64, 100, 255, 16384};
+	static const size_t frags[] = { 1, 2, 3, 4, 5, 7, 64, 100, 255, 16384 };
 	static uint8_t buf[MAXBUF], re[MAXBUF];
 	struct sni_hello h;
 
@@ -197,8 +197,8 @@ static void test_built_hellos(void **state)
 	assert_false(h.has_sni);
 	assert_true(h.name_invalid);
 
-	static const char *const empty_labels[] = {"a..example.com", ".a.example.com",
-						   "a.example.com..", "."};
+	static const char *const empty_labels[] = { "a..example.com", ".a.example.com",
+						    "a.example.com..", "." };
 	static char longname[300];
 
 	for (size_t i = 0; i < sizeof(empty_labels) / sizeof(empty_labels[0]); i++) {
@@ -293,9 +293,9 @@ static void test_size_limits(void **state)
 static void test_server_name_extension(void **state)
 {
 	/* unknown name type first, then host_name: the host_name counts */
-	static const uint8_t two[] = {0, 12, 7, 0, 2, 'x', 'y', 0, 0, 4, 'a', '.', 'b', 'c'};
-	static const uint8_t dup[] = {0, 12, 0, 0, 2, 'x', 'y', 0, 0, 4, 'a', '.', 'b', 'c'};
-	static const uint8_t zero[] = {0, 3, 0, 0, 0};
+	static const uint8_t two[] = { 0, 12, 7, 0, 2, 'x', 'y', 0, 0, 4, 'a', '.', 'b', 'c' };
+	static const uint8_t dup[] = { 0, 12, 0, 0, 2, 'x', 'y', 0, 0, 4, 'a', '.', 'b', 'c' };
+	static const uint8_t zero[] = { 0, 3, 0, 0, 0 };
 	char out[256];
 	bool invalid;
 
@@ -309,13 +309,13 @@ static void test_server_name_extension(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_captured_whole_and_every_prefix),
-	    cmocka_unit_test(test_captured_reframed),
-	    cmocka_unit_test(test_trailing_bytes_are_not_the_hello),
-	    cmocka_unit_test(test_built_hellos),
-	    cmocka_unit_test(test_refusals),
-	    cmocka_unit_test(test_size_limits),
-	    cmocka_unit_test(test_server_name_extension),
+		cmocka_unit_test(test_captured_whole_and_every_prefix),
+		cmocka_unit_test(test_captured_reframed),
+		cmocka_unit_test(test_trailing_bytes_are_not_the_hello),
+		cmocka_unit_test(test_built_hellos),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_size_limits),
+		cmocka_unit_test(test_server_name_extension),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

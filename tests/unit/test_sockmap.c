@@ -15,11 +15,11 @@
 /* 100 bytes read by ktlsd before the handover, 900 forwarded by the kernel, FIN received. */
 static struct sockmap_dir done(void)
 {
-	return (struct sockmap_dir){.user = 100,
-				    .wbase = 5000,
-				    .src_rcvd = 100 + 900 + 1,
-				    .dst_written = 5900,
-				    .src_eof = true};
+	return (struct sockmap_dir){ .user = 100,
+				     .wbase = 5000,
+				     .src_rcvd = 100 + 900 + 1,
+				     .dst_written = 5900,
+				     .src_eof = true };
 }
 
 static void test_drained(void **state)
@@ -81,7 +81,8 @@ static void test_destination_behind(void **state)
 static void test_pending_mid_transfer(void **state)
 {
 	struct sockmap_dir d = {
-	    .user = 517, .wbase = 1, .src_rcvd = 517 + (3u << 20), .dst_written = 1 + (1u << 20)};
+		.user = 517, .wbase = 1, .src_rcvd = 517 + (3u << 20), .dst_written = 1 + (1u << 20)
+	};
 
 	(void)state;
 	assert_int_equal(sockmap_dir_forwarded(&d), 1u << 20);
@@ -105,7 +106,8 @@ static void test_destination_read_later(void **state)
 static void test_all_before_handover(void **state)
 {
 	struct sockmap_dir d = {
-	    .user = 517, .wbase = 518, .src_rcvd = 518, .dst_written = 518, .src_eof = true};
+		.user = 517, .wbase = 518, .src_rcvd = 518, .dst_written = 518, .src_eof = true
+	};
 
 	(void)state;
 	assert_true(sockmap_dir_drained(&d));
@@ -216,19 +218,19 @@ static void test_budget_other_workers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_drained),
-	    cmocka_unit_test(test_fin_passed_on),
-	    cmocka_unit_test(test_no_fin_yet),
-	    cmocka_unit_test(test_source_not_consumed),
-	    cmocka_unit_test(test_destination_behind),
-	    cmocka_unit_test(test_pending_mid_transfer),
-	    cmocka_unit_test(test_destination_read_later),
-	    cmocka_unit_test(test_all_before_handover),
-	    cmocka_unit_test(test_written_wraps),
-	    cmocka_unit_test(test_budget_no_per_connection_floor),
-	    cmocka_unit_test(test_budget_largest_first_until_it_fits),
-	    cmocka_unit_test(test_budget_within_is_left_alone),
-	    cmocka_unit_test(test_budget_other_workers),
+		cmocka_unit_test(test_drained),
+		cmocka_unit_test(test_fin_passed_on),
+		cmocka_unit_test(test_no_fin_yet),
+		cmocka_unit_test(test_source_not_consumed),
+		cmocka_unit_test(test_destination_behind),
+		cmocka_unit_test(test_pending_mid_transfer),
+		cmocka_unit_test(test_destination_read_later),
+		cmocka_unit_test(test_all_before_handover),
+		cmocka_unit_test(test_written_wraps),
+		cmocka_unit_test(test_budget_no_per_connection_floor),
+		cmocka_unit_test(test_budget_largest_first_until_it_fits),
+		cmocka_unit_test(test_budget_within_is_left_alone),
+		cmocka_unit_test(test_budget_other_workers),
 	};
 
 	return cmocka_run_group_tests_name("sockmap", tests, NULL, NULL);

@@ -69,9 +69,10 @@ static int upload(gnutls_session_t s, long mib)
 	ssize_t r;
 
 	gnutls_hash_init(&h, GNUTLS_DIG_SHA256);
-	snprintf(head, sizeof(head),
-		 "PUT /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-		 total);
+	snprintf(
+	    head, sizeof(head),
+	    "PUT /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+	    total);
 	if (send_all(s, head, strlen(head)))
 		return 1;
 	for (size_t sent = 0; sent < total; sent += sizeof(block)) {
@@ -83,7 +84,8 @@ static int upload(gnutls_session_t s, long mib)
 	gnutls_hash_deinit(h, digest);
 	for (int i = 0; i < 32; i++)
 		sprintf(hex + 2 * i, "%02x", digest[i]);
-	while (got < sizeof(reply) - 1 && (r = gnutls_record_recv(s, reply + got, sizeof(reply) - 1 - got)) > 0)
+	while (got < sizeof(reply) - 1 &&
+	       (r = gnutls_record_recv(s, reply + got, sizeof(reply) - 1 - got)) > 0)
 		got += (size_t)r;
 	reply[got] = '\0';
 	if (!strstr(reply, hex)) {
@@ -117,7 +119,8 @@ static int download(gnutls_session_t s, long mib, long seed)
 		size_t n = (size_t)r;
 
 		if (!in_body) {
-			size_t take = n < sizeof(head) - 1 - headlen ? n : sizeof(head) - 1 - headlen;
+			size_t take =
+			    n < sizeof(head) - 1 - headlen ? n : sizeof(head) - 1 - headlen;
 			char *end;
 
 			memcpy(head + headlen, buf, take);
@@ -159,8 +162,9 @@ int main(int argc, char **argv)
 	bool down = argc == 8 && strcmp(argv[1], "download") == 0;
 
 	if (!up && !down && !(argc == 6 && strcmp(argv[1], "alert") == 0))
-		return fprintf(stderr, "usage: gnutls_client alert|upload|download HOST PORT CAFILE "
-				       "PRIORITY [MIB [SEED]]\n"),
+		return fprintf(stderr,
+			       "usage: gnutls_client alert|upload|download HOST PORT CAFILE "
+			       "PRIORITY [MIB [SEED]]\n"),
 		       2;
 	argv++;
 	a.sin_port = htons((unsigned short)atoi(argv[2]));

@@ -72,10 +72,10 @@ struct cipher {
 	}
 
 static const struct cipher ciphers[] = {
-    CIPHER("AES-GCM-128", AES_GCM_128, tls12_crypto_info_aes_gcm_128, 8),
-    CIPHER("AES-GCM-256", AES_GCM_256, tls12_crypto_info_aes_gcm_256, 8),
-    CIPHER("AES-CCM-128", AES_CCM_128, tls12_crypto_info_aes_ccm_128, 8),
-    CIPHER("CHACHA20-POLY1305", CHACHA20_POLY1305, tls12_crypto_info_chacha20_poly1305, 0),
+	CIPHER("AES-GCM-128", AES_GCM_128, tls12_crypto_info_aes_gcm_128, 8),
+	CIPHER("AES-GCM-256", AES_GCM_256, tls12_crypto_info_aes_gcm_256, 8),
+	CIPHER("AES-CCM-128", AES_CCM_128, tls12_crypto_info_aes_ccm_128, 8),
+	CIPHER("CHACHA20-POLY1305", CHACHA20_POLY1305, tls12_crypto_info_chacha20_poly1305, 0),
 };
 
 union crypto_info {
@@ -89,8 +89,8 @@ static const struct {
 	const char *name;
 	uint16_t version;
 } versions[] = {
-    {"TLS1.2", TLS_1_2_VERSION},
-    {"TLS1.3", TLS_1_3_VERSION},
+	{ "TLS1.2", TLS_1_2_VERSION },
+	{ "TLS1.3", TLS_1_3_VERSION },
 };
 
 /* "ok" for 0, "n/a" for NOT_TRIED, else the errno's name ("EINVAL") for a negative errno. */
@@ -164,8 +164,8 @@ static void close_pair(int fds[2])
  */
 static int tcp_pair(int family, int fds[2])
 {
-	struct timeval tv = {.tv_sec = SOCKET_TIMEOUT_S};
-	struct sockaddr_storage ss = {.ss_family = family};
+	struct timeval tv = { .tv_sec = SOCKET_TIMEOUT_S };
+	struct sockaddr_storage ss = { .ss_family = family };
 	socklen_t len =
 	    family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 	int lfd = -1, err = 0;
@@ -329,7 +329,7 @@ static int ktls_case(uint16_t version, const struct cipher *c, char *why, size_t
 {
 	long long tx0 = tls_stat("TlsTxSw"), rx0 = tls_stat("TlsRxSw");
 	long long dec0 = tls_stat("TlsDecryptError");
-	int fds[2] = {-1, -1}, err;
+	int fds[2] = { -1, -1 }, err;
 	const char *step; /* NULL once why holds the reason */
 
 	step = "tcp pair";
@@ -418,17 +418,17 @@ static int bpf_call(int cmd, union bpf_attr *attr)
 static int map_create(enum bpf_map_type type)
 {
 	union bpf_attr attr = {
-	    .map_type = type,
-	    .key_size = 4,
-	    .value_size = 8,
-	    .max_entries = 4,
+		.map_type = type,
+		.key_size = 4,
+		.value_size = 8,
+		.max_entries = 4,
 	};
 
 	return bpf_call(BPF_MAP_CREATE, &attr);
 }
 
 #define INSN(c, d, s, o, i)                                                                        \
-	((struct bpf_insn){.code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i)})
+	((struct bpf_insn){ .code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i) })
 #define MOV64_IMM(d, i) INSN(BPF_ALU64 | BPF_MOV | BPF_K, d, 0, 0, i)
 #define EXIT_INSN() INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0)
 
@@ -447,8 +447,8 @@ static int prog_attach(int map, enum prog_kind kind, enum bpf_prog_type type,
 {
 	struct bpf_insn insns[8];
 	unsigned n = 0;
-	union bpf_attr load = {.prog_type = type, .license = (uintptr_t) "GPL"};
-	union bpf_attr attach = {.target_fd = map, .attach_type = attach_type};
+	union bpf_attr load = { .prog_type = type, .license = (uintptr_t) "GPL" };
+	union bpf_attr attach = { .target_fd = map, .attach_type = attach_type };
 
 	switch (kind) {
 	case PROG_PASS:
@@ -484,12 +484,12 @@ static const struct prog_set {
 	const char *name;
 	unsigned parser : 1, stream_verdict : 1, skb_verdict : 1, msg_verdict : 1;
 } prog_sets[] = {
-    {.name = "none"},
-    {.name = "stream_verdict", .stream_verdict = 1},
-    {.name = "parser+verdict", .parser = 1, .stream_verdict = 1},
-    {.name = "skb_verdict", .skb_verdict = 1},
-    {.name = "msg_verdict", .msg_verdict = 1},
-    {.name = "parser+verdict+msg", .parser = 1, .stream_verdict = 1, .msg_verdict = 1},
+	{ .name = "none" },
+	{ .name = "stream_verdict", .stream_verdict = 1 },
+	{ .name = "parser+verdict", .parser = 1, .stream_verdict = 1 },
+	{ .name = "skb_verdict", .skb_verdict = 1 },
+	{ .name = "msg_verdict", .msg_verdict = 1 },
+	{ .name = "parser+verdict+msg", .parser = 1, .stream_verdict = 1, .msg_verdict = 1 },
 };
 
 /* Attaches the SK_PASS programs of set to map; 0 or the first -errno. Closes nothing: the
@@ -506,11 +506,11 @@ static int attach_set(int map, const struct prog_set *set, int fds[4])
 		err = prog_attach(map, PROG_PASS, BPF_PROG_TYPE_SK_SKB, BPF_SK_SKB_STREAM_VERDICT,
 				  &fds[1]);
 	if (!err && set->skb_verdict)
-		err = prog_attach(map, PROG_PASS, BPF_PROG_TYPE_SK_SKB, BPF_SK_SKB_VERDICT,
-				  &fds[2]);
+		err =
+		    prog_attach(map, PROG_PASS, BPF_PROG_TYPE_SK_SKB, BPF_SK_SKB_VERDICT, &fds[2]);
 	if (!err && set->msg_verdict)
-		err = prog_attach(map, PROG_PASS, BPF_PROG_TYPE_SK_MSG, BPF_SK_MSG_VERDICT,
-				  &fds[3]);
+		err =
+		    prog_attach(map, PROG_PASS, BPF_PROG_TYPE_SK_MSG, BPF_SK_MSG_VERDICT, &fds[3]);
 	return err;
 }
 
@@ -525,10 +525,10 @@ static int map_insert_at(int map, uint32_t key, int fd)
 {
 	uint64_t val = (uint64_t)fd;
 	union bpf_attr attr = {
-	    .map_fd = map,
-	    .key = (uintptr_t)&key,
-	    .value = (uintptr_t)&val,
-	    .flags = BPF_ANY,
+		.map_fd = map,
+		.key = (uintptr_t)&key,
+		.value = (uintptr_t)&val,
+		.flags = BPF_ANY,
 	};
 
 	return bpf_call(BPF_MAP_UPDATE_ELEM, &attr);
@@ -542,7 +542,7 @@ static int map_insert(int map, int fd)
 static int map_remove(int map)
 {
 	uint32_t key = 0;
-	union bpf_attr attr = {.map_fd = map, .key = (uintptr_t)&key};
+	union bpf_attr attr = { .map_fd = map, .key = (uintptr_t)&key };
 
 	return bpf_call(BPF_MAP_DELETE_ELEM, &attr);
 }
@@ -674,7 +674,7 @@ cleanup:
 static const char *peer_got(int fd, const unsigned char *sent, size_t len, char *buf, size_t blen)
 {
 	unsigned char got[4096];
-	struct timeval tv = {.tv_sec = 1};
+	struct timeval tv = { .tv_sec = 1 };
 	ssize_t n;
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -686,9 +686,9 @@ static const char *peer_got(int fd, const unsigned char *sent, size_t len, char 
 	if (n == 0)
 		return "EOF";
 	snprintf(buf, blen, "%zd bytes %s", n,
-		 (size_t)n <= len && !memcmp(got, sent, (size_t)n)	  ? "plaintext"
+		 (size_t)n <= len && !memcmp(got, sent, (size_t)n)	   ? "plaintext"
 		 : n >= 5 && got[0] == TLS_APPLICATION_DATA && got[1] == 3 ? "TLS record"
-									    : "other");
+									   : "other");
 	return buf;
 }
 
@@ -701,8 +701,9 @@ static const char *peer_got(int fd, const unsigned char *sent, size_t len, char 
 static void redirect_case(enum prog_kind kind, bool ktls_first)
 {
 	static const unsigned char msg[] = "backend bytes for the client";
-	const char *label = kind == PROG_SKB_REDIRECT ? "sk_skb stream_verdict" : "sk_msg msg_verdict";
-	int map, prog_fd = -1, parser_fd = -1, b[2] = {-1, -1}, k[2] = {-1, -1};
+	const char *label =
+	    kind == PROG_SKB_REDIRECT ? "sk_skb stream_verdict" : "sk_msg msg_verdict";
+	int map, prog_fd = -1, parser_fd = -1, b[2] = { -1, -1 }, k[2] = { -1, -1 };
 	int err, ulp = NOT_TRIED, tx = NOT_TRIED, ins_k, ins_b, snd;
 	char buf[64];
 
@@ -766,7 +767,7 @@ cleanup:
 static int trace_step(const char *mode)
 {
 	bool deleted = !strcmp(mode, "deleted-verdict");
-	int fds[2] = {-1, -1}, map, prog_fd = -1, err = 0;
+	int fds[2] = { -1, -1 }, map, prog_fd = -1, err = 0;
 
 	map = map_create(BPF_MAP_TYPE_SOCKMAP);
 	if (map < 0)

@@ -8,13 +8,15 @@
 #include <linux/types.h>
 #endif
 
-/* Tiers, numbered as user/stats.h's enum stats_tier. */
+/* The datapath tiers: the one numbering of the daemon's config (enum cfg_datapath), its
+ * statistics and its tier ops (user/dp.h), and of the conns map's tier field. */
 enum ktlsd_tier {
-	KTLSD_TIER_NONE = 0,
+	KTLSD_TIER_NONE = 0, /* not forwarding yet */
 	KTLSD_TIER_USERSPACE = 1,
 	KTLSD_TIER_KTLS_SPLICE = 2,
 	KTLSD_TIER_KTLS_SOCKMAP = 3,
 	KTLSD_TIER_SOCKMAP = 4,
+	KTLSD_TIER_N
 };
 
 /* Where a connection is in its life (conn.h's phases, as far as the kernel can see them). */

@@ -8,7 +8,7 @@
 #include <openssl/x509v3.h>
 
 #include "backend_tls.h"
-#include "conn.h"
+#include "conn_data.h"
 #include "conn_bio.h"
 #include "errmsg.h"
 #include "log.h"

@@ -14,15 +14,18 @@
 #include <sys/socket.h>
 
 #include "err.h"
+#include "ktlsd_bpf.h"
 
 enum cfg_protocol { CFG_PROTO_TLS, CFG_PROTO_TCP, CFG_PROTO_PASSTHROUGH };
+/* A listener's datapath: auto, or one tier forced, numbered as the tiers (enum ktlsd_tier). */
 enum cfg_datapath {
-	CFG_DP_AUTO,
-	CFG_DP_USERSPACE,
-	CFG_DP_KTLS_SPLICE,
-	CFG_DP_KTLS_SOCKMAP,
-	CFG_DP_SOCKMAP,
+	CFG_DP_AUTO = KTLSD_TIER_NONE,
+	CFG_DP_USERSPACE = KTLSD_TIER_USERSPACE,
+	CFG_DP_KTLS_SPLICE = KTLSD_TIER_KTLS_SPLICE,
+	CFG_DP_KTLS_SOCKMAP = KTLSD_TIER_KTLS_SOCKMAP,
+	CFG_DP_SOCKMAP = KTLSD_TIER_SOCKMAP,
 };
+_Static_assert(CFG_DP_SOCKMAP + 1 == KTLSD_TIER_N, "a datapath for every tier");
 enum cfg_client_auth { CFG_CAUTH_NONE, CFG_CAUTH_OPTIONAL, CFG_CAUTH_REQUIRED };
 enum cfg_proxy_protocol { CFG_PROXY_OFF, CFG_PROXY_V1, CFG_PROXY_V2 };
 enum cfg_balance { CFG_BALANCE_ROUND_ROBIN, CFG_BALANCE_FIRST };

@@ -2,7 +2,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "conn.h"
+#include "conn_data.h"
 #include "conn_bio.h"
 
 static BIO_METHOD *method[2]; /* [backend] */

@@ -1,14 +1,13 @@
 #include <string.h>
 
 #include "bpfmap.h"
-#include "conn.h"
+#include "conn_data.h"
 #include "conn_bpf.h"
 #include "state.h"
-#include "worker.h"
 
 static enum ktlsd_state conn_state(const struct conn *c)
 {
-	if (c->phase == CONN_CLOSING)
+	if (c->state == CONN_CLOSING || c->state == CONN_FLUSH)
 		return KTLSD_STATE_CLOSING;
 	if (c->flags & (CF_CIN_EOF | CF_BIN_EOF | CF_C_SHUT | CF_B_SHUT | CF_C_DONE))
 		return KTLSD_STATE_HALF_CLOSED;
@@ -18,7 +17,7 @@ static enum ktlsd_state conn_state(const struct conn *c)
 void conn_bpf_open(struct conn *c)
 {
 	/* dp_sockmap makes its own entry, before the verdict may count into it. */
-	if (!bpfmap_loaded() || c->tier == KTLSD_TIER_NONE || c->dp == &dp_sockmap)
+	if (!bpfmap_loaded() || c->tier == KTLSD_TIER_NONE || c->tier == KTLSD_TIER_SOCKMAP)
 		return;
 	c->bpf_want = true;
 	if (c->ssl && SSL_is_init_finished(c->ssl)) {
@@ -67,7 +66,7 @@ void conn_bpf_sync(struct conn *c)
 	/* The sockmap tier keeps its entry itself (dp_sockmap.c: the kernel moves its bytes). Other
 	 * tiers: written when ktlsd's own counts moved since the last tick (stats_conn_flush calls
 	 * this before it takes them), so an idle connection costs no syscall. */
-	if (!c->cookie || c->dp == &dp_sockmap ||
+	if (!c->cookie || c->tier == KTLSD_TIER_SOCKMAP ||
 	    (c->bytes_c2b == c->acct_c2b && c->bytes_b2c == c->acct_b2c))
 		return;
 	if (bpfmap_conn_get(c->cookie, &e) < 0)

@@ -191,7 +191,7 @@ static json_t *cmd_connections(struct reload *rl, json_t *req)
 		return ctl_error("connections: limit must be an integer from 1 to %d", CONNS_MAX);
 	if (lim)
 		limit = json_integer_value(lim);
-	if (tier && strcmp(tier, "none") != 0 && stats_tier_by_name(tier) == STATS_TIER_NONE)
+	if (tier && strcmp(tier, "none") != 0 && stats_tier_by_name(tier) == KTLSD_TIER_NONE)
 		return ctl_error("connections: unknown tier \"%s\" (none, userspace, ktls-splice, "
 				 "ktls-sockmap, sockmap)",
 				 tier);

@@ -29,7 +29,7 @@ static json_t *listener_counters(struct stats_listener *sl)
 	json_t *fail = json_object(), *lim = json_object();
 	uint64_t n = 0;
 
-	for (unsigned t = 0; t < STATS_TIER_N; t++) {
+	for (unsigned t = 0; t < KTLSD_TIER_N; t++) {
 		json_object_set_new(active, stats_tier_name(t),
 				    json_integer((json_int_t)atomic_load_explicit(
 					&sl->active_tier[t], memory_order_relaxed)));
@@ -99,7 +99,7 @@ static json_t *listener_json(const struct config *cfg, const struct listener_rt 
 
 	for (size_t j = 0; j < l->n_certs; j++)
 		json_array_append_new(certs, json_string(l->cert_names[j]));
-	for (unsigned t = 0; t < STATS_TIER_N; t++)
+	for (unsigned t = 0; t < KTLSD_TIER_N; t++)
 		total += stats_read(&lr->stats->total_tier[t]);
 	o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:i,s:{s:i,s:I}}", "name", l->name, "bind",
 		      l->bind.text, "protocol", cfg_protocol_names[l->protocol], "state",

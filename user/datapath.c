@@ -123,6 +123,11 @@ void datapath_probe(struct datapath_caps *caps)
 	current = *caps;
 }
 
+void datapath_set_caps(const struct datapath_caps *caps)
+{
+	current = *caps;
+}
+
 bool datapath_ktls_cipher_ok(enum ktls_cipher c)
 {
 	return current.ktls_ciphers & (1u << c);

@@ -19,6 +19,9 @@ struct datapath_caps {
  * relaying a loopback connection through the sockhash), fills caps and keeps a copy for
  * datapath_ktls_allowed(). Called once at startup, before any worker runs. */
 void datapath_probe(struct datapath_caps *caps);
+/* Test hook (tests/unit/test_conn.c): what later calls answer from, as if the probe had found
+ * caps. The daemon never calls it. */
+void datapath_set_caps(const struct datapath_caps *caps);
 /* True when the startup probe installed this cipher in the kernel's TLS. */
 bool datapath_ktls_cipher_ok(enum ktls_cipher c);
 /* True when connections of this listener may be handed to kernel TLS (kernel support and the

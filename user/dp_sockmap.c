@@ -51,13 +51,14 @@
 
 #include "bpfmap.h"
 #include "conn.h"
-#include "log.h"
+#include "conn_log.h"
+#include "dp_sockmap.h"
+#include "dp_userspace.h"
 #include "ratelog.h"
 #include "sockmap_budget.h"
 #include "sockmap_drain.h"
 #include "state.h"
 #include "stats.h"
-#include "worker.h"
 
 #define SOCKMAP_CHECK_MS 10
 
@@ -80,16 +81,12 @@ struct sockmap_state {
 	uint64_t backlog;	   /* this connection's share of backlog_total */
 	bool mapped;
 	bool cancelling; /* a userspace receive is being cancelled before the handover */
-	bool hot;	 /* on w->sockmap_hot */
+	bool hot;	 /* on env->sockmap_hot */
 };
 
 static void release(struct conn *c);
 
 /* Ops: OP_DP1 the client socket's poll, OP_DP2 the backend's. */
-static inline bool busy(const struct conn *c, unsigned op)
-{
-	return c->inflight & (1u << op);
-}
 
 static inline int src_fd(const struct conn *c, unsigned d)
 {
@@ -177,22 +174,14 @@ static bool account(struct conn *c, struct sockmap_state *st)
 		pending += sockmap_dir_pending(sd);
 	}
 	if (moved)
-		c->active_ms = c->w->now_ms;
+		c->active_ms = c->env->now_ms;
 	set_backlog(st, pending);
 	return moved;
 }
 
 static void arm_poll(struct conn *c, bool client)
 {
-	unsigned op = client ? OP_DP1 : OP_DP2;
-	struct io_uring_sqe *sqe;
-
-	if (busy(c, op))
-		return;
-	sqe = ring_sqe(&c->w->ring);
-	io_uring_prep_poll_add(sqe, client ? c->cfd : c->bfd, POLLRDHUP);
-	io_uring_sqe_set_data64(sqe, ring_ud(c, op));
-	c->inflight |= 1u << op;
+	conn_post_poll(c, client ? c->cfd : c->bfd, POLLRDHUP, client ? OP_DP1 : OP_DP2);
 }
 
 /* An error or reset on one socket: the other gets a reset too (close with SO_LINGER 0). */
@@ -201,8 +190,7 @@ static void reset(struct conn *c, bool client, int err)
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
 	setsockopt(client ? c->bfd : c->cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	log_debug("conn peer=%s listener=%s: %s socket: %s", c->peer_text, c->l->cfg->name,
-		  client ? "client" : "backend", strerror(err));
+	conn_log(c, LOG_DEBUG, "%s socket: %s", client ? "client" : "backend", strerror(err));
 	conn_close(c, err == ENOBUFS ? "sockmap backlog limit"
 		      : client	     ? (err == ECONNRESET ? "client reset" : "client socket error")
 			       : (err == ECONNRESET ? "backend reset" : "backend socket error"));
@@ -224,10 +212,8 @@ static bool ready_for_map(struct conn *c, struct sockmap_state *st)
 	conn_post_send(c, false);
 	conn_post_send(c, true);
 	if (!st->cancelling) {
-		if (busy(c, OP_CRECV))
-			ring_cancel(&c->w->ring, ring_ud(c, OP_CRECV));
-		if (busy(c, OP_BRECV))
-			ring_cancel(&c->w->ring, ring_ud(c, OP_BRECV));
+		conn_cancel(c, OP_CRECV);
+		conn_cancel(c, OP_BRECV);
 		st->cancelling = true;
 	}
 	return !buf_len(c->b_tx) && !buf_len(c->c_tx) &&
@@ -262,11 +248,11 @@ static int handover(struct conn *c, struct sockmap_state *st)
 		return r;
 	}
 	st->mapped = true;
-	log_debug(
-	    "conn peer=%s listener=%s: both sockets in the sockhash after %llu bytes client → "
-	    "backend and %llu backend → client in userspace",
-	    c->peer_text, c->l->cfg->name, (unsigned long long)c->bytes_c2b,
-	    (unsigned long long)c->bytes_b2c);
+	conn_log(
+	    c, LOG_DEBUG,
+	    "both sockets in the sockhash after %llu bytes client → backend and %llu backend → "
+	    "client in userspace",
+	    (unsigned long long)c->bytes_c2b, (unsigned long long)c->bytes_b2c);
 	/* Bytes already queued on either socket: have the strparser read them now. */
 	setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
 	setsockopt(c->bfd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
@@ -274,7 +260,7 @@ static int handover(struct conn *c, struct sockmap_state *st)
 		arm_poll(c, true);
 	if (!st->dir[KTLSD_DIR_B2C].src_eof)
 		arm_poll(c, false);
-	c->active_ms = c->w->now_ms;
+	c->active_ms = c->env->now_ms;
 	return 0;
 }
 
@@ -284,7 +270,7 @@ static bool check_reset(struct conn *c, bool client)
 	struct tcp_info ti;
 	int fd = client ? c->cfd : c->bfd, err;
 
-	if (busy(c, client ? OP_DP1 : OP_DP2) || (c->flags & (client ? CF_C_SHUT : CF_B_SHUT)))
+	if (conn_busy(c, client ? OP_DP1 : OP_DP2) || (c->flags & (client ? CF_C_SHUT : CF_B_SHUT)))
 		return false;
 	if (tcp_info_of(fd, &ti) < 0 || ti.tcpi_state != TCP_STATE_CLOSE)
 		return false;
@@ -319,12 +305,13 @@ static void pump(struct conn *c)
 			return;
 		if ((r = handover(c, st)) < 0) {
 			/* Rare: the sockets changed state while ktlsd's buffers drained. */
-			log_info(
-			    "conn peer=%s listener=%s: the sockets cannot join the sockhash (%s); "
-			    "forwarding the rest in userspace",
-			    c->peer_text, c->l->cfg->name, strerror(-r));
+			conn_log(
+			    c, LOG_INFO,
+			    "the sockets cannot join the sockhash (%s); forwarding the rest in "
+			    "userspace",
+			    strerror(-r));
 			release(c);
-			c->dp = &dp_userspace;
+			conn_set_tier(c, &dp_userspace);
 			c->dp->pump(c);
 			return;
 		}
@@ -346,39 +333,35 @@ static void publish(struct conn *c, struct sockmap_state *st, struct ktlsd_conn 
 
 /* ---- the backlog guard ---- */
 
-static void arm_check(struct worker *w)
+static void arm_check(struct conn_env *env)
 {
-	struct io_uring_sqe *sqe;
-
-	if (w->sockmap_armed)
+	if (env->sockmap_armed)
 		return;
-	sqe = ring_sqe(&w->ring);
-	w->sockmap_ts.tv_sec = 0;
-	w->sockmap_ts.tv_nsec = SOCKMAP_CHECK_MS * 1000000LL;
-	io_uring_prep_timeout(sqe, &w->sockmap_ts, 0, 0);
-	io_uring_sqe_set_data64(sqe, ring_ud(w, OP_SOCKMAP));
-	w->sockmap_armed = true;
+	env->sockmap_ts.tv_sec = 0;
+	env->sockmap_ts.tv_nsec = SOCKMAP_CHECK_MS * 1000000LL;
+	env->io->timeout(env->io_ctx, &env->sockmap_ts, ring_ud(env, OP_SOCKMAP));
+	env->sockmap_armed = true;
 }
 
 /* On the worker's hot list while bytes were on their way at the last reading or moving. */
 static void set_hot(struct conn *c, struct sockmap_state *st, bool hot)
 {
-	struct worker *w = c->w;
+	struct conn_env *env = c->env;
 
 	if (hot == st->hot)
 		return;
 	if (hot) {
 		st->hot_prev = NULL;
-		st->hot_next = w->sockmap_hot;
-		if (w->sockmap_hot)
-			w->sockmap_hot->hot_prev = st;
-		w->sockmap_hot = st;
-		arm_check(w);
+		st->hot_next = env->sockmap_hot;
+		if (env->sockmap_hot)
+			env->sockmap_hot->hot_prev = st;
+		env->sockmap_hot = st;
+		arm_check(env);
 	} else {
 		if (st->hot_prev)
 			st->hot_prev->hot_next = st->hot_next;
 		else
-			w->sockmap_hot = st->hot_next;
+			env->sockmap_hot = st->hot_next;
 		if (st->hot_next)
 			st->hot_next->hot_prev = st->hot_prev;
 		st->hot_prev = st->hot_next = NULL;
@@ -387,25 +370,25 @@ static void set_hot(struct conn *c, struct sockmap_state *st, bool hot)
 }
 
 /* What this worker tells the others: the largest backlog on its hot list. */
-static void publish_largest(struct worker *w)
+static void publish_largest(struct conn_env *env)
 {
 	uint64_t max = 0;
 	unsigned used;
 
-	if (w->id >= LARGEST_SLOTS)
+	if (env->id >= LARGEST_SLOTS)
 		return;
-	for (struct sockmap_state *st = w->sockmap_hot; st; st = st->hot_next)
+	for (struct sockmap_state *st = env->sockmap_hot; st; st = st->hot_next)
 		if (st->backlog > max)
 			max = st->backlog;
-	atomic_store_explicit(&largest[w->id], max, memory_order_relaxed);
+	atomic_store_explicit(&largest[env->id], max, memory_order_relaxed);
 	used = atomic_load_explicit(&largest_used, memory_order_relaxed);
-	while (used <= w->id &&
-	       !atomic_compare_exchange_weak_explicit(&largest_used, &used, w->id + 1,
+	while (used <= env->id &&
+	       !atomic_compare_exchange_weak_explicit(&largest_used, &used, env->id + 1,
 						      memory_order_relaxed, memory_order_relaxed))
 		;
 }
 
-static uint64_t largest_elsewhere(const struct worker *w)
+static uint64_t largest_elsewhere(const struct conn_env *env)
 {
 	unsigned n = atomic_load_explicit(&largest_used, memory_order_relaxed);
 	uint64_t max = 0;
@@ -413,7 +396,7 @@ static uint64_t largest_elsewhere(const struct worker *w)
 	for (unsigned i = 0; i < n && i < LARGEST_SLOTS; i++) {
 		uint64_t v = atomic_load_explicit(&largest[i], memory_order_relaxed);
 
-		if (i != w->id && v > max)
+		if (i != env->id && v > max)
 			max = v;
 	}
 	return max;
@@ -429,19 +412,20 @@ static void reset_over_budget(struct conn *c, struct sockmap_state *st, uint64_t
 	uint64_t left_out;
 
 	stats_sockmap_backlog_reset(c->l->stats);
-	if (ratelog_allow(&lines, c->w->now_ms, &left_out))
-		log_warn("conn peer=%s listener=%s: %s is not keeping up: %.1f MiB wait in the "
-			 "kernel's sockmap queues; all connections have %.1f MiB there, over "
-			 "limits.sockmap_backlog (%.1f MiB): resetting the largest "
-			 "(client→backend: received %llu, forwarded %llu; backend→client: received "
-			 "%llu, forwarded %llu; %llu more connections reset since the last line)",
-			 c->peer_text, c->l->cfg->name, to_client ? "the client" : "the backend",
-			 (double)st->backlog / (1 << 20), (double)total / (1 << 20),
-			 (double)budget / (1 << 20), (unsigned long long)(u->src_rcvd - u->user),
-			 (unsigned long long)sockmap_dir_forwarded(u),
-			 (unsigned long long)(v->src_rcvd - v->user),
-			 (unsigned long long)sockmap_dir_forwarded(v),
-			 (unsigned long long)left_out);
+	if (ratelog_allow(&lines, c->env->now_ms, &left_out))
+		conn_log(
+		    c, LOG_WARN,
+		    "%s is not keeping up: %.1f MiB wait in the kernel's sockmap queues; all "
+		    "connections have %.1f MiB there, over limits.sockmap_backlog (%.1f MiB): "
+		    "resetting the largest (client→backend: received %llu, forwarded %llu; "
+		    "backend→client: received %llu, forwarded %llu; %llu more connections reset "
+		    "since the last line)",
+		    to_client ? "the client" : "the backend", (double)st->backlog / (1 << 20),
+		    (double)total / (1 << 20), (double)budget / (1 << 20),
+		    (unsigned long long)(u->src_rcvd - u->user),
+		    (unsigned long long)sockmap_dir_forwarded(u),
+		    (unsigned long long)(v->src_rcvd - v->user),
+		    (unsigned long long)sockmap_dir_forwarded(v), (unsigned long long)left_out);
 	/* Its bytes go with its sockets, which close as the connection is freed. */
 	set_hot(c, st, false);
 	set_backlog(st, 0);
@@ -451,33 +435,32 @@ static void reset_over_budget(struct conn *c, struct sockmap_state *st, uint64_t
 
 /* While the bytes on their way over all connections exceed limits.sockmap_backlog, resets this
  * worker's largest backlogs (sockmap_budget.h). Only the hot list can hold any. */
-static void enforce_budget(struct worker *w)
+static void enforce_budget(struct conn_env *env, uint64_t budget)
 {
-	uint64_t budget = w->st->cfg->limits.sockmap_backlog;
 	uint64_t total = atomic_load_explicit(&backlog_total, memory_order_relaxed);
 	struct sockmap_backlog one, *v;
 	struct sockmap_state *st;
 	size_t n = 0, k;
 
-	if (total <= budget || !w->sockmap_hot)
+	if (total <= budget || !env->sockmap_hot)
 		return;
-	for (st = w->sockmap_hot; st; st = st->hot_next)
+	for (st = env->sockmap_hot; st; st = st->hot_next)
 		n++;
 	v = malloc(n * sizeof(*v));
 	if (!v) { /* the largest alone, then again at the next check */
 		one = (struct sockmap_backlog){ 0 };
-		for (st = w->sockmap_hot; st; st = st->hot_next)
-			if (st->c->phase == CONN_FORWARDING && st->backlog > one.bytes)
+		for (st = env->sockmap_hot; st; st = st->hot_next)
+			if (st->c->state == CONN_FORWARDING && st->backlog > one.bytes)
 				one = (struct sockmap_backlog){ st->backlog, st };
 		v = &one;
 		n = 1;
 	} else {
 		n = 0;
-		for (st = w->sockmap_hot; st; st = st->hot_next)
-			if (st->c->phase == CONN_FORWARDING)
+		for (st = env->sockmap_hot; st; st = st->hot_next)
+			if (st->c->state == CONN_FORWARDING)
 				v[n++] = (struct sockmap_backlog){ st->backlog, st };
 	}
-	k = sockmap_budget_pick(v, n, total, budget, largest_elsewhere(w));
+	k = sockmap_budget_pick(v, n, total, budget, largest_elsewhere(env));
 	for (size_t i = 0; i < k; i++) {
 		st = v[i].conn;
 		reset_over_budget(st->c, st, total, budget);
@@ -486,20 +469,20 @@ static void enforce_budget(struct worker *w)
 		free(v);
 }
 
-void dp_sockmap_check(struct worker *w)
+void dp_sockmap_check(struct conn_env *env, uint64_t budget)
 {
 	struct sockmap_state *st, *next;
 
-	w->sockmap_armed = false;
-	for (st = w->sockmap_hot; st; st = next) {
+	env->sockmap_armed = false;
+	for (st = env->sockmap_hot; st; st = next) {
 		next = st->hot_next;
-		if (st->c->phase == CONN_FORWARDING)
+		if (st->c->state == CONN_FORWARDING)
 			set_hot(st->c, st, account(st->c, st) || st->backlog);
 	}
-	enforce_budget(w);
-	publish_largest(w);
-	if (w->sockmap_hot)
-		arm_check(w);
+	enforce_budget(env, budget);
+	publish_largest(env);
+	if (env->sockmap_hot)
+		arm_check(env);
 }
 
 uint64_t dp_sockmap_backlog(void)
@@ -516,7 +499,7 @@ static void tick(struct conn *c)
 	struct ktlsd_conn e;
 	bool have_e, moved = false;
 
-	if (!st->mapped || c->phase != CONN_FORWARDING) {
+	if (!st->mapped || c->state != CONN_FORWARDING) {
 		pump(c);
 		return;
 	}
@@ -540,7 +523,7 @@ static void complete(struct conn *c, unsigned op, int res)
 	bool client = op == OP_DP1;
 	int fd = client ? c->cfd : c->bfd;
 
-	if (res == -ECANCELED || c->phase == CONN_CLOSING)
+	if (res == -ECANCELED || c->state == CONN_CLOSING)
 		return;
 	if (res < 0) {
 		reset(c, client, -res);
@@ -575,7 +558,7 @@ static void release(struct conn *c)
 	}
 	if (st->hot) {
 		set_hot(c, st, false);
-		publish_largest(c->w);
+		publish_largest(c->env);
 	}
 	set_backlog(st, 0);
 	free(st);
@@ -614,6 +597,7 @@ int dp_sockmap_attach(struct conn *c)
 }
 
 const struct dp_ops dp_sockmap = {
+	.id = KTLSD_TIER_SOCKMAP,
 	.name = "sockmap",
 	.pump = pump,
 	.complete = complete,

@@ -25,10 +25,10 @@
 #include <linux/tls.h>
 
 #include "conn.h"
+#include "conn_log.h"
+#include "dp_splice.h"
 #include "err.h"
-#include "log.h"
 #include "state.h"
-#include "worker.h"
 
 #define PIPE_SIZE (256u << 10)
 
@@ -51,17 +51,6 @@ struct splice_state {
 
 /* Ops: OP_DP1 client POLLIN, OP_DP2 client POLLOUT, OP_DP3 backend POLLIN, OP_DP4 backend POLLOUT.
  */
-static void arm_poll(struct conn *c, int fd, unsigned events, unsigned op)
-{
-	struct io_uring_sqe *sqe;
-
-	if (c->inflight & (1u << op))
-		return;
-	sqe = ring_sqe(&c->w->ring);
-	io_uring_prep_poll_add(sqe, fd, events);
-	io_uring_sqe_set_data64(sqe, ring_ud(c, op));
-	c->inflight |= 1u << op;
-}
 
 static int dir_init(struct splice_dir *d)
 {
@@ -98,8 +87,7 @@ static int read_control(struct conn *c)
 	ssize_t n = recvmsg(c->cfd, &msg, MSG_DONTWAIT);
 
 	if (n < 0) {
-		log_info("conn peer=%s listener=%s: kTLS recvmsg: %s", c->peer_text,
-			 c->l->cfg->name, strerror(errno));
+		conn_log(c, LOG_INFO, "kTLS recvmsg: %s", strerror(errno));
 		conn_close(c, errno == EBADMSG ? "client record failed authentication"
 					       : "client kTLS receive failed");
 		return -EPROTO;
@@ -110,17 +98,15 @@ static int read_control(struct conn *c)
 	if (type == TLS_RECORD_ALERT && n >= 2 && data[1] == TLS_ALERT_CLOSE_NOTIFY)
 		return 0;
 	if (type == TLS_RECORD_ALERT && n >= 2) {
-		log_info("conn peer=%s listener=%s: client sent alert %u (level %u)", c->peer_text,
-			 c->l->cfg->name, data[1], data[0]);
+		conn_log(c, LOG_INFO, "client sent alert %u (level %u)", data[1], data[0]);
 		conn_close(c, "client alert");
 	} else if (type == TLS_RECORD_HANDSHAKE && n >= 1 && data[0] == TLS_HS_KEY_UPDATE) {
-		log_info("conn peer=%s listener=%s: client sent a TLS 1.3 KeyUpdate; the kernel's "
-			 "TLS cannot follow a key change before Linux 6.14, closing",
-			 c->peer_text, c->l->cfg->name);
+		conn_log(c, LOG_INFO,
+			 "client sent a TLS 1.3 KeyUpdate; the kernel's TLS cannot follow a key "
+			 "change before Linux 6.14, closing");
 		conn_close(c, "client KeyUpdate");
 	} else {
-		log_info("conn peer=%s listener=%s: unexpected TLS record type %u after handoff",
-			 c->peer_text, c->l->cfg->name, type);
+		conn_log(c, LOG_INFO, "unexpected TLS record type %u after handoff", type);
 		conn_close(c, "unexpected client record");
 	}
 	return -EPROTO;
@@ -141,7 +127,7 @@ static bool move(struct conn *c, struct splice_dir *d, bool c2b)
 				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 			if (n > 0) {
 				d->fill += (uint32_t)n;
-				c->active_ms = c->w->now_ms;
+				c->active_ms = c->env->now_ms;
 				progress = true;
 			} else if (n == 0) {
 				d->src_eof = true;
@@ -149,14 +135,14 @@ static bool move(struct conn *c, struct splice_dir *d, bool c2b)
 				/* With bytes in the pipe, EAGAIN may mean the pipe is full:
 				 * draining it below decides. Empty pipe: the socket is empty. */
 				if (d->fill == 0)
-					arm_poll(c, src, POLLIN | POLLRDHUP, op_in);
+					conn_post_poll(c, src, POLLIN | POLLRDHUP, op_in);
 			} else if (c2b && errno == EINVAL) {
 				if (read_control(c) < 0)
 					return false;
 				d->src_eof = true;
 			} else {
-				log_debug("conn peer=%s: splice %s→pipe: %s", c->peer_text,
-					  c2b ? "client" : "backend", strerror(errno));
+				conn_log(c, LOG_DEBUG, "splice %s→pipe: %s",
+					 c2b ? "client" : "backend", strerror(errno));
 				conn_close(c, c2b ? (errno == EBADMSG ? "client record failed "
 									"authentication"
 								      : "client receive failed")
@@ -172,7 +158,7 @@ static bool move(struct conn *c, struct splice_dir *d, bool c2b)
 				*(c2b ? &c->bytes_c2b : &c->bytes_b2c) += (uint64_t)n;
 				progress = true;
 			} else if (n < 0 && errno == EAGAIN) {
-				arm_poll(c, dst, POLLOUT, op_out);
+				conn_post_poll(c, dst, POLLOUT, op_out);
 			} else {
 				bool reset = errno == ECONNRESET || errno == EPIPE;
 
@@ -204,7 +190,7 @@ static void send_close_notify(struct conn *c)
 	*CMSG_DATA(cm) = TLS_RECORD_ALERT;
 	/* Best effort: if the socket buffer is full the client gets the FIN alone. */
 	if (sendmsg(c->cfd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		log_debug("conn peer=%s: close_notify not sent: %s", c->peer_text, strerror(errno));
+		conn_log(c, LOG_DEBUG, "close_notify not sent: %s", strerror(errno));
 }
 
 static void pump(struct conn *c)
@@ -221,13 +207,6 @@ static void pump(struct conn *c)
 	}
 	if (conn_both_done(c))
 		conn_close(c, NULL);
-}
-
-static void complete(struct conn *c, unsigned op, int res)
-{
-	/* A poll result needs no bookkeeping: pump() retries the splices; errors show there. */
-	(void)op;
-	(void)res;
 }
 
 static void release(struct conn *c)
@@ -274,9 +253,11 @@ cleanup:
 	return ret;
 }
 
+/* A poll's result needs no bookkeeping (no .complete): pump() retries the splices, and errors
+ * show there. */
 const struct dp_ops dp_splice = {
+	.id = KTLSD_TIER_KTLS_SPLICE,
 	.name = "ktls-splice",
 	.pump = pump,
-	.complete = complete,
 	.release = release,
 };

@@ -12,14 +12,17 @@
  * bout is encrypted record by record into bcout for the backend, and the backend's records in
  * bcin are decrypted into bin; close_notify travels the same way as FIN does above. */
 #include <errno.h>
+#include <malloc.h>
 
 #include <openssl/err.h>
 
 #include "conn.h"
+#include "conn_log.h"
 #include "conn_rl.h"
+#include "dp_userspace.h"
 #include "err.h"
 #include "handshake.h"
-#include "log.h"
+#include "rlayer.h"
 #include "state.h"
 
 /* Room SSL_write needs in cout for one full record (16 KiB plaintext, CBC padding and MAC). */
@@ -51,14 +54,12 @@ static bool tls_failed(struct conn *c, bool backend, bool sending, const struct 
 	const char *err = handshake_error(t->ssl, n);
 
 	if (backend)
-		log_info("conn peer=%s listener=%s: TLS error %s backend %s: %s", c->peer_text,
-			 c->l->cfg->name, sending ? "sending to" : "from", c->server->text, err);
+		conn_log(c, LOG_INFO, "TLS error %s backend %s: %s",
+			 sending ? "sending to" : "from", c->server->text, err);
 	else if (sending)
-		log_info("conn peer=%s listener=%s: TLS error sending: %s", c->peer_text,
-			 c->l->cfg->name, err);
+		conn_log(c, LOG_INFO, "TLS error sending: %s", err);
 	else
-		log_info("conn peer=%s listener=%s: TLS error from client: %s", c->peer_text,
-			 c->l->cfg->name, err);
+		conn_log(c, LOG_INFO, "TLS error from client: %s", err);
 	if (!backend && !sending && buf_len(&c->cout)) {
 		/* OpenSSL queued its fatal alert (bad_record_mac, unexpected_message, ...) in cout:
 		 * it goes out before the close, as RFC 5246 §7.2.2 wants. */
@@ -206,7 +207,47 @@ static void pump(struct conn *c)
 		pump_plain(c);
 }
 
+/* ---- parking ---- */
+
+/* Connections parked on this worker's last two ticks: their buffers come back to malloc as the
+ * cancelled recvs complete, after the tick that parked them. */
+static __thread unsigned parked_now, parked_prev;
+
+void dp_userspace_tick_done(void)
+{
+	/* free() keeps what it gets in the heap; give the pages of the released buffers back. */
+	if (parked_prev)
+		malloc_trim(0);
+	parked_prev = parked_now;
+	parked_now = 0;
+}
+
+/* Parks an idle connection whose buffers are all empty: the recvs holding them are cancelled,
+ * and each comes back through conn_complete and pump as a poll (conn_post_recv). */
+static void idle(struct conn *c)
+{
+	/* Backend TLS keeps its own buffers (bcin, bcout) and SSL: not parked. */
+	if (c->bssl || (c->flags & CF_PARKED) || conn_busy(c, OP_CSEND) || conn_busy(c, OP_BSEND) ||
+	    buf_len(&c->cin) || buf_len(&c->cout) || buf_len(&c->bin) || buf_len(&c->bout))
+		return;
+	c->flags |= CF_PARKED;
+	parked_now++;
+	conn_log(c, LOG_DEBUG, "parked (idle %llu ms)",
+		 (unsigned long long)(c->env->now_ms - c->active_ms));
+	if (!(c->flags & CF_CPOLL))
+		conn_cancel(c, OP_CRECV);
+	if (!(c->flags & CF_BPOLL))
+		conn_cancel(c, OP_BRECV);
+	conn_release_if_empty(&c->cin);
+	conn_release_if_empty(&c->cout);
+	conn_release_if_empty(&c->bin);
+	conn_release_if_empty(&c->bout);
+	rlayer_idle(c->rl);
+}
+
 const struct dp_ops dp_userspace = {
+	.id = KTLSD_TIER_USERSPACE,
 	.name = "userspace",
 	.pump = pump,
+	.idle = idle,
 };

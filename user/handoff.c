@@ -5,10 +5,10 @@
 #include "datapath.h"
 #include "handoff.h"
 #include "ktls.h"
-#include "log.h"
+#include "conn_log.h"
 #include "rlayer.h"
 #include "state.h"
-#include "worker.h"
+#include "dp_splice.h"
 
 static enum handoff_result stay(struct conn *c, const char *why)
 {
@@ -52,7 +52,7 @@ enum handoff_result handoff_try(struct conn *c)
 	if (c->inflight & (1u << OP_CRECV)) {
 		if (!(c->flags & CF_HANDOFF_CANCEL)) {
 			c->flags |= CF_HANDOFF_CANCEL;
-			ring_cancel(&c->w->ring, ring_ud(c, OP_CRECV));
+			conn_cancel(c, OP_CRECV);
 		}
 		return HANDOFF_WAIT;
 	}
@@ -84,15 +84,14 @@ enum handoff_result handoff_try(struct conn *c)
 	r = ktls_install(c->cfd, &keys, &seq, 0, &kstate, why, sizeof(why));
 	ktls_keys_wipe(&keys);
 	if (r < 0) {
-		log_warn("conn peer=%s listener=%s: kTLS: %s", c->peer_text, c->l->cfg->name, why);
+		conn_log(c, LOG_WARN, "kTLS: %s", why);
 		dp_splice.release(c);
 		if (kstate == KTLS_STATE_PLAIN)
 			return stay(c, "kTLS install failed (see warning)");
 		conn_close(c, "kTLS install failed half-way");
 		return HANDOFF_FATAL;
 	}
-	/* From here nothing may fail: the kernel owns the session. */
-	c->dp = &dp_splice;
+	/* From here nothing may fail: the kernel owns the session, and c goes on dp_splice. */
 	return HANDOFF_DONE;
 }
 

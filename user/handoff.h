@@ -9,7 +9,7 @@
 #include "conn.h"
 
 enum handoff_result {
-	HANDOFF_DONE, /* the kernel has the session; c->dp is dp_splice; call handoff_release */
+	HANDOFF_DONE, /* the kernel has the session: c goes on dp_splice; call handoff_release */
 	HANDOFF_WAIT, /* our output is still draining: call again on the next pump */
 	HANDOFF_USERSPACE, /* stay on the userspace tier; c->tier_note says why */
 	HANDOFF_FATAL,	   /* the socket is half-configured: the connection is closing */

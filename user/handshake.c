@@ -11,7 +11,6 @@
 #include "log.h"
 #include "ratelog.h"
 #include "state.h"
-#include "worker.h"
 
 void handshake_log_renegotiation(struct conn *c)
 {
@@ -22,7 +21,7 @@ void handshake_log_renegotiation(struct conn *c)
 	 * client may send a ClientHello in every record. */
 	if (c->renegs < UINT8_MAX)
 		c->renegs++;
-	if (c->renegs != 1 || !ratelog_allow(&all, c->w->now_ms, &left_out))
+	if (c->renegs != 1 || !ratelog_allow(&all, c->env->now_ms, &left_out))
 		return;
 	log_info("conn peer=%s listener=%s: client attempted renegotiation: refused%s",
 		 c->peer_text, c->l->cfg->name,
@@ -107,7 +106,7 @@ static void read_ready(struct conn *c)
 	n = recv(c->cfd, b->data + b->tail, buf_space(b), MSG_DONTWAIT);
 	if (n > 0) {
 		b->tail += (uint32_t)n;
-		c->active_ms = c->w->now_ms;
+		c->active_ms = c->env->now_ms;
 	} else if (n == 0) {
 		c->flags |= CF_CIN_EOF;
 	}

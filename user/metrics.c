@@ -7,7 +7,7 @@
 
 #include "admit.h"
 #include "certstore.h"
-#include "conn.h"
+#include "dp_sockmap.h"
 #include "ctl.h"
 #include "metrics.h"
 #include "reload.h"
@@ -89,7 +89,7 @@ static bool shown(const struct pass *p, struct stats_listener *sl)
 {
 	uint64_t total = 0;
 
-	for (unsigned t = 0; t < STATS_TIER_N; t++)
+	for (unsigned t = 0; t < KTLSD_TIER_N; t++)
 		total += stats_read(&sl->total_tier[t]);
 	return total || atomic_load_explicit(&sl->active, memory_order_relaxed) ||
 	       config_listener_by_name(p->cfg, sl->name);
@@ -122,14 +122,14 @@ static void one_listener(struct stats_listener *sl, void *arg)
 	esc(sl->name, l, sizeof(l));
 	switch (p->what) {
 	case M_ACTIVE:
-		for (unsigned t = 0; t < STATS_TIER_N; t++)
+		for (unsigned t = 0; t < KTLSD_TIER_N; t++)
 			sb_printf(b, "ktlsd_connections_active{listener=\"%s\",tier=\"%s\"} %lld\n",
 				  l, stats_tier_name(t),
 				  (long long)atomic_load_explicit(&sl->active_tier[t],
 								  memory_order_relaxed));
 		break;
 	case M_TOTAL:
-		for (unsigned t = 0; t < STATS_TIER_N; t++)
+		for (unsigned t = 0; t < KTLSD_TIER_N; t++)
 			sb_printf(b, "ktlsd_connections_total{listener=\"%s\",tier=\"%s\"} %llu\n",
 				  l, stats_tier_name(t),
 				  (unsigned long long)stats_read(&sl->total_tier[t]));

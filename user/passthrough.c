@@ -4,7 +4,6 @@
 
 #include "conn.h"
 #include "hostname.h"
-#include "log.h"
 #include "passthrough.h"
 #include "route.h"
 #include "sni.h"
@@ -45,16 +44,4 @@ int passthrough_step(struct conn *c, const char **why)
 	}
 	c->backend = &c->st->backends[backend];
 	return 1;
-}
-
-void passthrough_log(const struct conn *c, const char *result)
-{
-	log_info("conn peer=%s listener=%s sni=%s route=%s backend=%s server=%s tier=%s%s%s%s "
-		 "hs_ms=%llu result=%s",
-		 c->peer_text, c->l->cfg->name, c->sni ? c->sni : "-",
-		 c->route ? route_match_name((enum route_match)(c->route - 1)) : "-",
-		 c->route && c->backend ? c->backend->cfg->name : "-",
-		 c->server ? c->server->text : "-", c->dp ? c->dp->name : "-",
-		 c->tier_note ? " (" : "", c->tier_note ? c->tier_note : "",
-		 c->tier_note ? ")" : "", (unsigned long long)c->hs_ms, result);
 }

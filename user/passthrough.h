@@ -13,8 +13,4 @@ struct conn;
  * route and no default backend. */
 int passthrough_step(struct conn *c, const char **why);
 
-/* The one log line of a passthrough connection: peer, listener, SNI, route, backend, server,
- * tier, result. */
-void passthrough_log(const struct conn *c, const char *result);
-
 #endif

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "config.h"
 #include "stats.h"
 
 #define RELAXED memory_order_relaxed
@@ -16,9 +16,6 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct stats_listener *registry_head, **registry_tail = &registry_head;
 static stats_u64 reloads[STATS_RELOAD_N];
 
-static const char *const tier_names[STATS_TIER_N] = {
-	"none", "userspace", "ktls-splice", "ktls-sockmap", "sockmap",
-};
 static const char *const hs_names[STATS_HS_N] = { "ok", "failed", "timeout", "aborted" };
 static const char *const limit_names[STATS_LIMIT_N] = {
 	"max_connections",   "open_files",	   "memory",
@@ -26,17 +23,18 @@ static const char *const limit_names[STATS_LIMIT_N] = {
 	"source_handshakes", "source_connections",
 };
 
-const char *stats_tier_name(enum stats_tier t)
+const char *stats_tier_name(enum ktlsd_tier t)
 {
-	return t < STATS_TIER_N ? tier_names[t] : "none";
+	/* The config's names for its forced tiers (enum cfg_datapath is numbered as the tiers). */
+	return t > KTLSD_TIER_NONE && t < KTLSD_TIER_N ? cfg_datapath_names[t] : "none";
 }
 
-enum stats_tier stats_tier_by_name(const char *name)
+enum ktlsd_tier stats_tier_by_name(const char *name)
 {
-	for (unsigned t = 1; name && t < STATS_TIER_N; t++)
-		if (strcmp(name, tier_names[t]) == 0)
-			return (enum stats_tier)t;
-	return STATS_TIER_NONE;
+	for (unsigned t = 1; name && t < KTLSD_TIER_N; t++)
+		if (strcmp(name, cfg_datapath_names[t]) == 0)
+			return (enum ktlsd_tier)t;
+	return KTLSD_TIER_NONE;
 }
 
 const char *stats_hs_name(enum stats_hs r)
@@ -112,26 +110,32 @@ bool stats_conn_reserve(struct stats_listener *sl, unsigned max)
 		stats_limit(sl, STATS_LIMIT_MAX_CONNECTIONS);
 		return false;
 	}
-	atomic_fetch_add_explicit(&sl->active_tier[STATS_TIER_NONE], 1, RELAXED);
+	atomic_fetch_add_explicit(&sl->active_tier[KTLSD_TIER_NONE], 1, RELAXED);
 	return true;
 }
 
 void stats_conn_unreserve(struct stats_listener *sl)
 {
-	atomic_fetch_sub_explicit(&sl->active_tier[STATS_TIER_NONE], 1, RELAXED);
+	atomic_fetch_sub_explicit(&sl->active_tier[KTLSD_TIER_NONE], 1, RELAXED);
 	atomic_fetch_sub_explicit(&sl->active, 1, RELAXED);
 }
 
-void stats_conn_tier(struct stats_listener *sl, enum stats_tier t)
+void stats_conn_tier(struct stats_listener *sl, enum ktlsd_tier t)
 {
-	if (t != STATS_TIER_NONE) {
-		atomic_fetch_sub_explicit(&sl->active_tier[STATS_TIER_NONE], 1, RELAXED);
+	if (t != KTLSD_TIER_NONE) {
+		atomic_fetch_sub_explicit(&sl->active_tier[KTLSD_TIER_NONE], 1, RELAXED);
 		atomic_fetch_add_explicit(&sl->active_tier[t], 1, RELAXED);
 	}
 	atomic_fetch_add_explicit(&sl->total_tier[t], 1, RELAXED);
 }
 
-void stats_conn_closed(struct stats_listener *sl, enum stats_tier t)
+void stats_conn_moved(struct stats_listener *sl, enum ktlsd_tier from, enum ktlsd_tier to)
+{
+	atomic_fetch_sub_explicit(&sl->active_tier[from], 1, RELAXED);
+	atomic_fetch_add_explicit(&sl->active_tier[to], 1, RELAXED);
+}
+
+void stats_conn_closed(struct stats_listener *sl, enum ktlsd_tier t)
 {
 	atomic_fetch_sub_explicit(&sl->active_tier[t], 1, RELAXED);
 	atomic_fetch_sub_explicit(&sl->active, 1, RELAXED);

@@ -12,16 +12,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Datapath tier a connection forwards on; NONE until its handshake and backend connect are done
- * (and for connections that never get that far). */
-enum stats_tier {
-	STATS_TIER_NONE,
-	STATS_TIER_USERSPACE,
-	STATS_TIER_KTLS_SPLICE,
-	STATS_TIER_KTLS_SOCKMAP,
-	STATS_TIER_SOCKMAP,
-	STATS_TIER_N,
-};
+/* The tier a connection forwards on (enum ktlsd_tier); NONE until its handshake and backend
+ * connect are done, and for connections that never get that far. */
+#include "ktlsd_bpf.h"
 
 /* How a TLS handshake ended. */
 enum stats_hs {
@@ -73,8 +66,8 @@ struct stats_listener {
 	struct stats_listener *next; /* registry list, under the registry mutex */
 	char *name;
 	atomic_uint active; /* live connections, all tiers (for max_connections) */
-	atomic_int_least64_t active_tier[STATS_TIER_N];
-	stats_u64 total_tier[STATS_TIER_N]; /* by the tier they reached */
+	atomic_int_least64_t active_tier[KTLSD_TIER_N];
+	stats_u64 total_tier[KTLSD_TIER_N]; /* by the tier they reached */
 	stats_u64 handshakes[STATS_HS_N];
 	stats_u64 hs_bucket[STATS_HS_BUCKETS]; /* completed handshakes, not cumulative */
 	stats_u64 hs_sum_us;
@@ -101,10 +94,12 @@ void stats_exit(void);
  * not be set up. */
 bool stats_conn_reserve(struct stats_listener *sl, unsigned max);
 void stats_conn_unreserve(struct stats_listener *sl);
-/* The connection started forwarding on tier t (from STATS_TIER_NONE); counted in total_tier. */
-void stats_conn_tier(struct stats_listener *sl, enum stats_tier t);
+/* The connection started forwarding on tier t (from KTLSD_TIER_NONE); counted in total_tier. */
+void stats_conn_tier(struct stats_listener *sl, enum ktlsd_tier t);
+/* A forwarding connection left tier from for tier to (a fallback): the active gauges move. */
+void stats_conn_moved(struct stats_listener *sl, enum ktlsd_tier from, enum ktlsd_tier to);
 /* The connection, last on tier t, is gone. */
-void stats_conn_closed(struct stats_listener *sl, enum stats_tier t);
+void stats_conn_closed(struct stats_listener *sl, enum ktlsd_tier t);
 void stats_bytes(struct stats_listener *sl, uint64_t c2b, uint64_t b2c);
 void stats_limit(struct stats_listener *sl, enum stats_limit l);
 /* A handshake ended: latency_us counts for OK only; reason (NULL for OK) is a short, bounded
@@ -124,23 +119,13 @@ static inline uint64_t stats_read(stats_u64 *v)
 	return atomic_load_explicit(v, memory_order_relaxed);
 }
 
-const char *stats_tier_name(enum stats_tier t); /* "none", "userspace", "ktls-splice", ... */
-/* Tier by datapath name (struct dp_ops.name); STATS_TIER_NONE for NULL or an unknown name. */
-enum stats_tier stats_tier_by_name(const char *name);
+const char *stats_tier_name(enum ktlsd_tier t); /* "none", "userspace", "ktls-splice", ... */
+/* Tier by name (a filter of `ktlsctl connections`); KTLSD_TIER_NONE for NULL or an unknown name. */
+enum ktlsd_tier stats_tier_by_name(const char *name);
 const char *stats_hs_name(enum stats_hs r);	/* "ok", "failed", "timeout", "aborted" */
 const char *stats_btls_name(enum stats_btls b); /* "verify", "handshake", "timeout" */
 /* "max_connections", "open_files", "memory", "total_connections", "handshakes", "source_rate",
  * "source_handshakes", "source_connections" */
 const char *stats_limit_name(enum stats_limit l);
-
-/* Glue for connections (stats_conn.c): called by conn.c and the worker, on the worker's thread. */
-struct conn;
-/* From log_handshake, once per connection: copies SNI, version and cipher for `ktlsctl
- * connections`, counts the handshake (tls listeners) and the tier the connection reached. */
-void stats_conn_logged(struct conn *c, const char *result);
-/* Adds the bytes moved since the last call to the listener's counters (the worker's tick). */
-void stats_conn_flush(struct conn *c);
-/* From conn_free: the last bytes, the connection leaves the active gauges. */
-void stats_conn_freed(struct conn *c);
 
 #endif

@@ -1,14 +1,14 @@
-/* stats_conn — what a connection contributes to the counters of stats.h, and the details `ktlsctl
- * connections` shows after the SSL is gone (kernel handoff). Runs on the connection's worker. */
+/* stats_conn.c — see stats_conn.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
+#include "conn_data.h"
 #include "conn_bpf.h"
 #include "hostname.h"
 #include "state.h"
 #include "stats.h"
+#include "stats_conn.h"
 
 #define REASON_MAX 80
 
@@ -41,8 +41,8 @@ void stats_conn_logged(struct conn *c, const char *result)
 	char reason[REASON_MAX];
 	enum stats_hs r;
 
-	c->tier = (uint8_t)stats_tier_by_name(c->dp ? c->dp->name : NULL);
-	stats_conn_tier(sl, (enum stats_tier)c->tier);
+	c->tier = (uint8_t)(c->dp ? c->dp->id : KTLSD_TIER_NONE);
+	stats_conn_tier(sl, (enum ktlsd_tier)c->tier);
 	conn_bpf_open(c);
 	if (!result)
 		result = "closed";
@@ -87,7 +87,7 @@ void stats_conn_freed(struct conn *c)
 {
 	count_bytes(c); /* not the entry: it goes now */
 	conn_bpf_close(c);
-	stats_conn_closed(c->l->stats, (enum stats_tier)c->tier);
+	stats_conn_closed(c->l->stats, (enum ktlsd_tier)c->tier);
 	free(c->sni);
 	c->sni = NULL;
 }

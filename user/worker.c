@@ -9,10 +9,14 @@
 #include <unistd.h>
 
 #include "admit.h"
+#include "conn_fsm.h"
+#include "dp_sockmap.h"
+#include "dp_userspace.h"
 #include "log.h"
 #include "ratelog.h"
 #include "vg.h"
 #include "stats.h"
+#include "stats_conn.h"
 #include "worker.h"
 
 #define RING_ENTRIES 4096
@@ -24,27 +28,6 @@ uint64_t worker_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-void worker_conn_added(struct worker *w, struct conn *c)
-{
-	c->prev = NULL;
-	c->next = w->conns;
-	if (w->conns)
-		w->conns->prev = c;
-	w->conns = c;
-	w->n_conns++;
-}
-
-void worker_conn_removed(struct worker *w, struct conn *c)
-{
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		w->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	w->n_conns--;
 }
 
 int worker_listen_socket(const struct cfg_listener *l, char *err, size_t errlen)
@@ -146,6 +129,9 @@ int worker_init(struct worker *w, unsigned id, struct state *st)
 	ENSURE(w->wake_fd >= 0, errno);
 	GUARD(ring_init(&w->ring, RING_ENTRIES));
 	w->ring_ok = true;
+	w->env.io = &conn_io_ring;
+	w->env.io_ctx = &w->ring;
+	w->env.id = id;
 cleanup:
 	return ret;
 }
@@ -185,7 +171,7 @@ static void refuse(struct worker *w, struct listener_rt *l, int fd, enum stats_l
 {
 	close(fd);
 	stats_limit(l->stats, why);
-	admit_log_refusal(l->cfg->name, why, w->now_ms);
+	admit_log_refusal(l->cfg->name, why, w->env.now_ms);
 }
 
 /* Every limit a new connection must pass, cheapest first; then the connection is set up. */
@@ -199,12 +185,12 @@ static void admit(struct worker *w, struct listener_rt *l, int fd)
 	/* The limit counts the listener's connections under every state a reload left alive. */
 	if (!stats_conn_reserve(l->stats, l->cfg->max_connections)) {
 		close(fd);
-		admit_log_refusal(l->cfg->name, STATS_LIMIT_MAX_CONNECTIONS, w->now_ms);
+		admit_log_refusal(l->cfg->name, STATS_LIMIT_MAX_CONNECTIONS, w->env.now_ms);
 		return;
 	}
 	if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0)
 		peer.ss_family = AF_UNSPEC; /* reset already: still accounted like any other */
-	why = admit_connection(w->st->cfg, &peer, l->cfg->protocol == CFG_PROTO_TLS, w->now_ms,
+	why = admit_connection(w->st->cfg, &peer, l->cfg->protocol == CFG_PROTO_TLS, w->env.now_ms,
 			       &hold);
 	if (why != STATS_LIMIT_N) {
 		stats_conn_unreserve(l->stats);
@@ -212,11 +198,11 @@ static void admit(struct worker *w, struct listener_rt *l, int fd)
 		return;
 	}
 	atomic_fetch_add(&l->conns, 1);
-	if (conn_accept(w, l, fd, &peer, &hold) < 0) {
+	if (conn_accept(&w->env, w->st, l, fd, &peer, &hold) < 0) {
 		admit_release(&hold);
 		stats_conn_unreserve(l->stats);
 		stats_limit(l->stats, STATS_LIMIT_MEMORY);
-		admit_log_refusal(l->cfg->name, STATS_LIMIT_MEMORY, w->now_ms);
+		admit_log_refusal(l->cfg->name, STATS_LIMIT_MEMORY, w->env.now_ms);
 	}
 }
 
@@ -240,9 +226,9 @@ static void on_accept(struct worker *w, struct listen_slot *s, int res, unsigned
 		/* EMFILE/ENFILE/ENOMEM: retried from the next tick rather than spinning. */
 		if (res == -EMFILE || res == -ENFILE) {
 			stats_limit(l->stats, STATS_LIMIT_OPEN_FILES);
-			admit_log_refusal(l->cfg->name, STATS_LIMIT_OPEN_FILES, w->now_ms);
+			admit_log_refusal(l->cfg->name, STATS_LIMIT_OPEN_FILES, w->env.now_ms);
 		} else if (res != -ECANCELED &&
-			   ratelog_allow(&accept_errors, w->now_ms, &left_out)) {
+			   ratelog_allow(&accept_errors, w->env.now_ms, &left_out)) {
 			log_err(
 			    "listener %s: accept: %s (retrying; %llu more accept errors since the "
 			    "last line)",
@@ -263,7 +249,7 @@ static void start_drain(struct worker *w)
 {
 	if (w->drain_deadline_ms)
 		return;
-	w->drain_deadline_ms = w->now_ms + w->st->cfg->drain_timeout_ms + 1;
+	w->drain_deadline_ms = w->env.now_ms + w->st->cfg->drain_timeout_ms + 1;
 	for (size_t i = 0; i < w->n_slots; i++) {
 		if (w->slots[i])
 			slot_retire(w, w->slots[i]);
@@ -275,21 +261,21 @@ static void on_tick(struct worker *w)
 {
 	struct conn *c, *next;
 
-	for (c = w->conns; c; c = next) {
+	for (c = w->env.conns; c; c = next) {
 		next = c->next;
 		stats_conn_flush(c);
-		conn_check_timeout(c, w->now_ms);
+		conn_check_timeout(c, w->env.now_ms);
 	}
-	conn_tick_done();
+	dp_userspace_tick_done();
 	for (size_t i = 0; i < w->n_slots; i++)
 		arm_accept(w, w->slots[i]);
-	if (w->drain_deadline_ms && w->now_ms >= w->drain_deadline_ms) {
-		for (c = w->conns; c; c = next) {
+	if (w->drain_deadline_ms && w->env.now_ms >= w->drain_deadline_ms) {
+		for (c = w->env.conns; c; c = next) {
 			next = c->next;
 			conn_abort(c, "drain deadline");
 		}
 	}
-	if (w->drain_deadline_ms && w->n_conns == 0)
+	if (w->drain_deadline_ms && w->env.n_conns == 0)
 		w->stop = true;
 	else
 		arm_tick(w);
@@ -328,7 +314,7 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 		on_wake(w, cqe->res);
 		return;
 	case OP_SOCKMAP:
-		dp_sockmap_check(w);
+		dp_sockmap_check(&w->env, w->st->cfg->limits.sockmap_backlog);
 		return;
 	default:
 		conn_complete(obj, ring_ud_op(ud), cqe->res);
@@ -342,7 +328,7 @@ static void *worker_main(void *arg)
 	struct io_uring_cqe *cqe;
 	unsigned head, n;
 
-	w->now_ms = worker_now_ms();
+	w->env.now_ms = worker_now_ms();
 	if (ring_start(&w->ring) < 0)
 		w->stop = true;
 	for (size_t i = 0; i < w->n_slots; i++)
@@ -356,7 +342,7 @@ static void *worker_main(void *arg)
 			log_err("worker %u: waiting for completions: %s", w->id, strerror(-r));
 			break;
 		}
-		w->now_ms = worker_now_ms();
+		w->env.now_ms = worker_now_ms();
 		n = 0;
 		io_uring_for_each_cqe (&w->ring.uring, head, cqe) {
 			/* Before the next completion, not after the last: ring_wait submits those.
@@ -400,7 +386,7 @@ void worker_destroy(struct worker *w)
 	struct conn *c, *next;
 	struct listen_slot *s;
 
-	for (c = w->conns; c; c = next) {
+	for (c = w->env.conns; c; c = next) {
 		next = c->next;
 		conn_abort(c, "shutdown");
 	}
@@ -502,7 +488,7 @@ void worker_drain_listener(struct worker *w, struct worker_msg *m)
 	m->ret = s ? 0 : -ENOENT;
 	if (s)
 		slot_retire(w, s);
-	for (struct conn *c = w->conns; c; c = c->next)
+	for (struct conn *c = w->env.conns; c; c = c->next)
 		if (strcmp(c->l->cfg->name, m->drain.name) == 0)
 			m->drain.conns++;
 }

@@ -27,7 +27,6 @@ struct listen_slot {
 } __attribute__((aligned(16)));
 
 struct worker_msg;
-struct sockmap_state;
 
 struct worker {
 	unsigned id;
@@ -44,16 +43,10 @@ struct worker {
 	struct listen_slot **slots; /* by listener index in st; NULL when drained */
 	size_t n_slots;
 	struct listen_slot *dying; /* closed slots waiting for their accept to end */
-	struct conn *conns;	   /* doubly linked list head */
-	unsigned n_conns;
-	uint64_t now_ms;
+	/* What its connections see: the ring as their I/O seam, the clock, their list. */
+	struct conn_env env;
 	uint64_t drain_deadline_ms; /* 0 = not draining */
 	struct __kernel_timespec tick_ts;
-	/* dp_sockmap.c: connections read every SOCKMAP_CHECK_MS (bytes on their way at the last
-	 * reading, or moving), and that check's timeout */
-	struct sockmap_state *sockmap_hot;
-	struct __kernel_timespec sockmap_ts;
-	bool sockmap_armed;
 	bool stop;
 	bool ring_ok;
 } __attribute__((aligned(16)));
@@ -72,8 +65,6 @@ void worker_destroy(struct worker *w);
 int worker_listen_socket(const struct cfg_listener *l, char *err, size_t errlen);
 
 uint64_t worker_now_ms(void);
-void worker_conn_added(struct worker *w, struct conn *c);
-void worker_conn_removed(struct worker *w, struct conn *c);
 
 /* ---- mailbox ---- */
 

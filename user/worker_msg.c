@@ -130,11 +130,12 @@ int worker_call_wait(struct worker_call *call, unsigned timeout_ms)
 
 /* ---- worker side ---- */
 
-static const char *const phase_names[] = {
-	[CONN_HANDSHAKE] = "handshake",
-	[CONN_CONNECTING] = "connecting",
-	[CONN_FORWARDING] = "forwarding",
-	[CONN_CLOSING] = "closing",
+/* `ktlsctl connections` shows four phases (docs/control.md): the states grouped. */
+static const char *const phase_names[CONN_STATE_N] = {
+	[CONN_HANDSHAKE] = "handshake",	   [CONN_HELLO] = "handshake",
+	[CONN_CONNECTING] = "connecting",  [CONN_BACKEND_TLS] = "connecting",
+	[CONN_TIER_SELECT] = "forwarding", [CONN_FORWARDING] = "forwarding",
+	[CONN_FLUSH] = "closing",	   [CONN_CLOSING] = "closing",
 };
 
 static const char *conn_sni(const struct conn *c)
@@ -154,22 +155,21 @@ static void conn_info(const struct worker *w, const struct conn *c, const char *
 	snprintf(o->peer, sizeof(o->peer), "%s", c->peer_text);
 	snprintf(o->sni, sizeof(o->sni), "%s", sni ? sni : "");
 	snprintf(o->backend, sizeof(o->backend), "%s", c->server ? c->server->text : "");
-	o->phase =
-	    c->phase < sizeof(phase_names) / sizeof(phase_names[0]) ? phase_names[c->phase] : "?";
+	o->phase = c->state < CONN_STATE_N ? phase_names[c->state] : "?";
 	o->tier = tier;
 	o->version = c->version ? c->version : done ? SSL_get_version(c->ssl) : NULL;
 	o->cipher = c->cipher ? c->cipher : done ? SSL_get_cipher_name(c->ssl) : NULL;
 	o->c2b = c->bytes_c2b;
 	o->b2c = c->bytes_b2c;
-	o->age_ms = w->now_ms - c->start_ms;
-	o->idle_ms = w->now_ms - c->active_ms;
+	o->age_ms = w->env.now_ms - c->start_ms;
+	o->idle_ms = w->env.now_ms - c->active_ms;
 }
 
 static void conns_copy(struct worker *w, struct worker_msg *m)
 {
 	const struct worker_conn_filter *f = &m->call->filter;
 
-	for (const struct conn *c = w->conns; c; c = c->next) {
+	for (const struct conn *c = w->env.conns; c; c = c->next) {
 		const char *sni = conn_sni(c), *tier = c->dp ? c->dp->name : "none";
 
 		if (f->listener && strcmp(c->l->cfg->name, f->listener) != 0)

@@ -56,7 +56,7 @@ def test_last_records_to_a_client_that_never_reads_get_close_ms(daemon_factory):
         with socket.socket(fileno=os.dup(s.fileno())) as under:
             under.sendall(b"\x17\x03\x03\x00\x20" + os.urandom(32))
         t0 = time.monotonic()
-        while "listener=web closed: " not in d.log() and time.monotonic() < t0 + 10:
+        while "listener=web: closed: " not in d.log() and time.monotonic() < t0 + 10:
             time.sleep(0.05)
         took = time.monotonic() - t0
         assert "TLS error from client" in d.log()

@@ -150,7 +150,7 @@ static void test_exposition_escapes_labels_and_hides_unused(void **state)
 
 	stats_listener_get("built by a refused reload"); /* no traffic, not configured */
 	assert_true(stats_conn_reserve(odd, 10));
-	stats_conn_tier(odd, STATS_TIER_USERSPACE);
+	stats_conn_tier(odd, KTLSD_TIER_USERSPACE);
 	stats_handshake(odd, STATS_HS_FAILED, 0, "no shared cipher");
 	assert_int_equal(metrics_render(&rl, &text, &len), 0);
 	assert_int_equal(strlen(text), len);

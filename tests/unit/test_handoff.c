@@ -20,7 +20,6 @@
 #include "conn.h"
 #include "handoff.h"
 #include "ring.h"
-#include "worker.h"
 #include "tls_pair_testutil.h"
 
 static const struct tls_case tls13 = { TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256", KTLS_AES_GCM_128,
@@ -28,7 +27,8 @@ static const struct tls_case tls13 = { TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256",
 
 struct fixture {
 	struct pair p;
-	struct worker w;
+	struct ring ring;
+	struct conn_env env;
 	struct conn c;
 };
 
@@ -38,13 +38,15 @@ static int setup(void **state)
 
 	assert_non_null(f);
 	pair_new(&f->p, &tls13, true);
-	assert_int_equal(ring_init(&f->w.ring, 8), 0);
-	assert_int_equal(ring_start(&f->w.ring), 0);
-	f->c.w = &f->w;
+	assert_int_equal(ring_init(&f->ring, 8), 0);
+	assert_int_equal(ring_start(&f->ring), 0);
+	f->env.io = &conn_io_ring;
+	f->env.io_ctx = &f->ring;
+	f->c.env = &f->env;
 	f->c.ssl = f->p.s;
 	f->c.cfd = f->c.bfd = -1;
 	f->c.ktls_candidate = true;
-	f->c.phase = CONN_FORWARDING;
+	f->c.state = CONN_TIER_SELECT;
 	f->c.cin.cap = f->c.cout.cap = f->c.bin.cap = f->c.bout.cap = 4096;
 	*state = f;
 	return 0;
@@ -54,7 +56,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	ring_exit(&f->w.ring);
+	ring_exit(&f->ring);
 	f->c.cin.pins = 0;
 	buf_release(&f->c.cin);
 	pair_free(&f->p);
@@ -82,7 +84,7 @@ static void test_recv_in_flight_is_cancelled_and_waited_for(void **state)
 	f->c.inflight = 1u << OP_CRECV;
 
 	assert_int_equal(handoff_try(&f->c), HANDOFF_WAIT);
-	assert_int_equal(queued(&f->w.ring, &sqe), 1);
+	assert_int_equal(queued(&f->ring, &sqe), 1);
 	assert_int_equal(sqe->opcode, IORING_OP_ASYNC_CANCEL);
 	assert_int_equal(sqe->addr, ring_ud(&f->c, OP_CRECV));
 	assert_non_null(f->c.cin.data); /* nothing freed under the kernel's feet */
@@ -90,7 +92,7 @@ static void test_recv_in_flight_is_cancelled_and_waited_for(void **state)
 
 	/* Still in flight on the next pump: still waiting, and one cancel is enough. */
 	assert_int_equal(handoff_try(&f->c), HANDOFF_WAIT);
-	assert_int_equal(queued(&f->w.ring, &sqe), 1);
+	assert_int_equal(queued(&f->ring, &sqe), 1);
 
 	/* The recv completed (cancelled): the handoff goes on, to whichever end this host allows
 	 * (no kTLS here: userspace), but it no longer waits. */

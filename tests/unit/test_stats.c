@@ -46,20 +46,20 @@ static void test_reserve_refuses_past_max_and_counts_it(void **state)
 	assert_int_equal(atomic_load(&sl->active), 2);
 	stats_conn_unreserve(sl); /* could not be set up */
 	assert_int_equal(atomic_load(&sl->active), 1);
-	assert_int_equal(atomic_load(&sl->active_tier[STATS_TIER_NONE]), 1);
-	stats_conn_tier(sl, STATS_TIER_USERSPACE);
-	assert_int_equal(atomic_load(&sl->active_tier[STATS_TIER_NONE]), 0);
-	assert_int_equal(atomic_load(&sl->active_tier[STATS_TIER_USERSPACE]), 1);
-	assert_int_equal(stats_read(&sl->total_tier[STATS_TIER_USERSPACE]), 1);
-	stats_conn_closed(sl, STATS_TIER_USERSPACE);
+	assert_int_equal(atomic_load(&sl->active_tier[KTLSD_TIER_NONE]), 1);
+	stats_conn_tier(sl, KTLSD_TIER_USERSPACE);
+	assert_int_equal(atomic_load(&sl->active_tier[KTLSD_TIER_NONE]), 0);
+	assert_int_equal(atomic_load(&sl->active_tier[KTLSD_TIER_USERSPACE]), 1);
+	assert_int_equal(stats_read(&sl->total_tier[KTLSD_TIER_USERSPACE]), 1);
+	stats_conn_closed(sl, KTLSD_TIER_USERSPACE);
 	assert_int_equal(atomic_load(&sl->active), 0);
-	assert_int_equal(atomic_load(&sl->active_tier[STATS_TIER_USERSPACE]), 0);
+	assert_int_equal(atomic_load(&sl->active_tier[KTLSD_TIER_USERSPACE]), 0);
 	/* one that never forwarded: counted on tier none */
 	assert_true(stats_conn_reserve(sl, 2));
-	stats_conn_tier(sl, STATS_TIER_NONE);
-	stats_conn_closed(sl, STATS_TIER_NONE);
-	assert_int_equal(stats_read(&sl->total_tier[STATS_TIER_NONE]), 1);
-	assert_int_equal(atomic_load(&sl->active_tier[STATS_TIER_NONE]), 0);
+	stats_conn_tier(sl, KTLSD_TIER_NONE);
+	stats_conn_closed(sl, KTLSD_TIER_NONE);
+	assert_int_equal(stats_read(&sl->total_tier[KTLSD_TIER_NONE]), 1);
+	assert_int_equal(atomic_load(&sl->active_tier[KTLSD_TIER_NONE]), 0);
 }
 
 static void test_histogram_buckets_and_sum(void **state)
@@ -99,10 +99,10 @@ static void test_reasons_are_bounded(void **state)
 
 static void test_names(void **state)
 {
-	for (int t = 0; t < STATS_TIER_N; t++)
+	for (int t = 0; t < KTLSD_TIER_N; t++)
 		assert_int_equal(stats_tier_by_name(stats_tier_name(t)), t);
-	assert_int_equal(stats_tier_by_name(NULL), STATS_TIER_NONE);
-	assert_int_equal(stats_tier_by_name("warp"), STATS_TIER_NONE);
+	assert_int_equal(stats_tier_by_name(NULL), KTLSD_TIER_NONE);
+	assert_int_equal(stats_tier_by_name("warp"), KTLSD_TIER_NONE);
 	assert_string_equal(stats_hs_name(STATS_HS_ABORTED), "aborted");
 	assert_string_equal(stats_limit_name(STATS_LIMIT_OPEN_FILES), "open_files");
 	stats_reload(STATS_RELOAD_OK);

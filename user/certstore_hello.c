@@ -26,11 +26,7 @@
 
 #include "certstore_int.h"
 #include "sni.h"
-
-#define EXT_SERVER_NAME 0
-#define EXT_SUPPORTED_GROUPS 10
-#define EXT_SIG_ALGS 13
-#define EXT_SUPPORTED_VERSIONS 43
+#include "tls_wire.h"
 
 /* Where a signature scheme can sign with our key; secbits as OpenSSL 3.0's sigalg_security_bits
  * computes them (half the digest size, SHA-1 lowered to 64). */
@@ -138,8 +134,8 @@ static int choose_version(SSL *ssl)
 	size_t len, n = 0;
 	bool has_sv = false;
 
-	if (SSL_client_hello_get0_ext(ssl, EXT_SUPPORTED_VERSIONS, &ext, &len) == 1 && len >= 1 &&
-	    ext[0] == len - 1 && ext[0] % 2 == 0) {
+	if (SSL_client_hello_get0_ext(ssl, TLS_EXT_SUPPORTED_VERSIONS, &ext, &len) == 1 &&
+	    len >= 1 && ext[0] == len - 1 && ext[0] % 2 == 0) {
 		has_sv = true;
 		list = ext + 1;
 		n = ext[0] / 2;
@@ -170,7 +166,7 @@ static void scan_sigalgs(SSL *ssl, int v, bool *rsa, unsigned int *curves, bool 
 	*rsa = false;
 	*curves = 0;
 	*any_ecdsa = false;
-	if (SSL_client_hello_get0_ext(ssl, EXT_SIG_ALGS, &ext, &len) != 1 ||
+	if (SSL_client_hello_get0_ext(ssl, TLS_EXT_SIGNATURE_ALGORITHMS, &ext, &len) != 1 ||
 	    !u16_list(ext, len, &items, &n)) {
 		/* TLS 1.2 without the extension: RFC 5246's defaults; TLS 1.3 without it is
 		 * refused by OpenSSL (missing_extension) whatever we choose. */
@@ -208,7 +204,7 @@ static unsigned int scan_groups(SSL *ssl)
 	unsigned int curves = 0;
 	size_t len, n;
 
-	if (SSL_client_hello_get0_ext(ssl, EXT_SUPPORTED_GROUPS, &ext, &len) != 1 ||
+	if (SSL_client_hello_get0_ext(ssl, TLS_EXT_SUPPORTED_GROUPS, &ext, &len) != 1 ||
 	    !u16_list(ext, len, &items, &n))
 		return CERTSTORE_CURVE_ALL; /* RFC 8422: absent means any */
 	for (size_t i = 0; i < n; i++)
@@ -283,7 +279,7 @@ int certstore_hello_from_ssl(SSL *ssl, struct certstore_hello *h)
 	memset(h, 0, sizeof(*h));
 	if (!ssl || !SSL_client_hello_get0_ciphers(ssl, &ext))
 		return -EINVAL; /* not inside a ClientHello callback */
-	if (SSL_client_hello_get0_ext(ssl, EXT_SERVER_NAME, &ext, &len) == 1)
+	if (SSL_client_hello_get0_ext(ssl, TLS_EXT_SERVER_NAME, &ext, &len) == 1)
 		parse_sni(ext, len, h);
 	v = choose_version(ssl);
 	h->version = (uint16_t)v;

@@ -8,13 +8,11 @@
 #include "log.h"
 #include "rlayer.h"
 #include "state.h"
+#include "tls_wire.h"
 
-#define ALERT_WARNING 1
-#define ALERT_FATAL 2
 #define MAX_WARNINGS 5	   /* OpenSSL's MAX_WARN_ALERT_COUNT */
 #define MAX_EMPTY 32	   /* empty records in a row: OpenSSL's MAX_EMPTY_RECORDS */
 #define MAX_KEY_UPDATES 32 /* KeyUpdates with no data between them: BoringSSL's kMaxKeyUpdates */
-#define HS_KEY_UPDATE 24
 
 /* Records owed to the client before any more data (conn->rl_pending). */
 enum rl_pending {
@@ -43,11 +41,11 @@ static int seal_small(struct conn *c, uint8_t type, const uint8_t *p, size_t n)
  * the alert); pump() closes once it has left. */
 static bool fail(struct conn *c, const char *why, uint8_t alert)
 {
-	uint8_t a[2] = { ALERT_FATAL, alert };
+	uint8_t a[2] = { TLS_ALERT_LEVEL_FATAL, alert };
 
 	log_info("conn peer=%s listener=%s: TLS error from client: %s", c->peer_text,
 		 c->l->cfg->name, why);
-	if (!alert || (c->flags & CF_C_NOTIFY) || seal_small(c, RLAYER_ALERT, a, sizeof(a)) < 0) {
+	if (!alert || (c->flags & CF_C_NOTIFY) || seal_small(c, TLS_CT_ALERT, a, sizeof(a)) < 0) {
 		conn_close(c, "client TLS error");
 		return false;
 	}
@@ -59,19 +57,19 @@ static bool on_alert(struct conn *c, const uint8_t *p, uint32_t n)
 {
 	char why[128];
 
-	if (conn_rl_record_alert(rlayer_version(c->rl), RLAYER_ALERT, p, n))
-		return fail(c, "malformed alert", SSL_AD_UNEXPECTED_MESSAGE);
-	if (p[1] == SSL_AD_CLOSE_NOTIFY) {
+	if (conn_rl_record_alert(rlayer_version(c->rl), TLS_CT_ALERT, p, n))
+		return fail(c, "malformed alert", TLS_ALERT_UNEXPECTED_MESSAGE);
+	if (p[1] == TLS_ALERT_CLOSE_NOTIFY) {
 		c->flags |= CF_C_DONE;
 		return true;
 	}
 	/* TLS 1.2 warnings go by (but not a stream of them); TLS 1.3 has only user_canceled. */
 	if (rlayer_version(c->rl) == TLS1_3_VERSION
-		? p[1] == SSL_AD_USER_CANCELLED
-		: p[0] == ALERT_WARNING && p[1] != SSL_AD_NO_RENEGOTIATION) {
+		? p[1] == TLS_ALERT_USER_CANCELED
+		: p[0] == TLS_ALERT_LEVEL_WARNING && p[1] != TLS_ALERT_NO_RENEGOTIATION) {
 		if (++c->rl_warnings < MAX_WARNINGS)
 			return true;
-		return fail(c, "too many warning alerts", 10 /* unexpected_message */);
+		return fail(c, "too many warning alerts", TLS_ALERT_UNEXPECTED_MESSAGE);
 	}
 	snprintf(why, sizeof(why), "alert %s (level %u, code %u)", SSL_alert_desc_string_long(p[1]),
 		 p[0], p[1]);
@@ -89,17 +87,16 @@ static uint8_t key_update_alert(const uint8_t *p, uint32_t n)
 {
 	uint32_t len;
 
-	if (n < 4 || p[0] != HS_KEY_UPDATE)
-		return SSL_AD_UNEXPECTED_MESSAGE;
+	if (n < TLS_HS_HEADER || p[0] != TLS_HS_KEY_UPDATE)
+		return TLS_ALERT_UNEXPECTED_MESSAGE;
 	len = (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 	if (len == 0)
-		return SSL_AD_DECODE_ERROR;
+		return TLS_ALERT_DECODE_ERROR;
 	if (len > 1)
-		return SSL_AD_ILLEGAL_PARAMETER;
-	if (n != 5)
-		return SSL_AD_UNEXPECTED_MESSAGE; /* the message spans records, or another follows
-						   */
-	return p[4] > 1 ? SSL_AD_ILLEGAL_PARAMETER : 0;
+		return TLS_ALERT_ILLEGAL_PARAMETER;
+	if (n != TLS_HS_HEADER + 1) /* the message spans records, or another follows */
+		return TLS_ALERT_UNEXPECTED_MESSAGE;
+	return p[TLS_HS_HEADER] > 1 ? TLS_ALERT_ILLEGAL_PARAMETER : 0;
 }
 
 uint8_t conn_rl_record_alert(uint16_t version, uint8_t type, const uint8_t *p, uint32_t n)
@@ -107,17 +104,17 @@ uint8_t conn_rl_record_alert(uint16_t version, uint8_t type, const uint8_t *p, u
 	/* Only application data may be empty (RFC 8446 §5.4, RFC 5246 §6.2.1). An alert is
 	 * exactly two bytes (RFC 8446 §6, RFC 5246 §7.2); OpenSSL 3.0 answers any other length with
 	 * unexpected_message (SSL_R_INVALID_ALERT), not decode_error, and so does ktlsd. */
-	if (n == 0 || (type == RLAYER_ALERT && n != 2))
-		return SSL_AD_UNEXPECTED_MESSAGE;
-	if (type == RLAYER_ALERT)
+	if (n == 0 || (type == TLS_CT_ALERT && n != 2))
+		return TLS_ALERT_UNEXPECTED_MESSAGE;
+	if (type == TLS_CT_ALERT)
 		return 0;
-	if (type != RLAYER_HANDSHAKE)
-		return SSL_AD_UNEXPECTED_MESSAGE;
+	if (type != TLS_CT_HANDSHAKE)
+		return TLS_ALERT_UNEXPECTED_MESSAGE;
 	/* TLS 1.2: a ClientHello asks to renegotiate (refused with a warning, as OpenSSL does under
 	 * SSL_OP_NO_RENEGOTIATION); any other message is unexpected, a ClientHello's later
 	 * fragments too: a renegotiation is refused on its first record. */
 	if (version != TLS1_3_VERSION)
-		return p[0] == SSL3_MT_CLIENT_HELLO ? 0 : SSL_AD_UNEXPECTED_MESSAGE;
+		return p[0] == TLS_HS_CLIENT_HELLO ? 0 : TLS_ALERT_UNEXPECTED_MESSAGE;
 	return key_update_alert(p, n);
 }
 
@@ -125,7 +122,7 @@ static bool on_handshake(struct conn *c, const uint8_t *p, uint32_t n)
 {
 	uint8_t alert;
 
-	alert = conn_rl_record_alert(rlayer_version(c->rl), RLAYER_HANDSHAKE, p, n);
+	alert = conn_rl_record_alert(rlayer_version(c->rl), TLS_CT_HANDSHAKE, p, n);
 	if (alert)
 		return fail(c, "malformed or unexpected handshake message after the handshake",
 			    alert);
@@ -135,13 +132,13 @@ static bool on_handshake(struct conn *c, const uint8_t *p, uint32_t n)
 		return true;
 	}
 	if (++c->rl_updates > MAX_KEY_UPDATES)
-		return fail(c, "too many KeyUpdates", SSL_AD_UNEXPECTED_MESSAGE);
+		return fail(c, "too many KeyUpdates", TLS_ALERT_UNEXPECTED_MESSAGE);
 	if (rlayer_key_update(c->rl, false) < 0)
-		return fail(c, "KeyUpdate: key derivation failed", 80 /* internal_error */);
-	if (p[4])
+		return fail(c, "KeyUpdate: key derivation failed", TLS_ALERT_INTERNAL_ERROR);
+	if (p[TLS_HS_HEADER])
 		c->rl_pending |= RL_OWE_KEY_UPDATE;
 	log_debug("conn peer=%s listener=%s: client KeyUpdate%s", c->peer_text, c->l->cfg->name,
-		  p[4] ? " (update requested)" : "");
+		  p[TLS_HS_HEADER] ? " (update requested)" : "");
 	return true;
 }
 
@@ -181,24 +178,24 @@ bool conn_rl_decrypt(struct conn *c)
 		/* Records that carry nothing cost a decryption each: OpenSSL's cap on them in a row
 		 * (an empty record of another type is refused by conn_rl_record_alert). */
 		if (!rec.len && ++c->rl_empty > MAX_EMPTY)
-			return fail(c, "too many empty records", SSL_AD_UNEXPECTED_MESSAGE);
+			return fail(c, "too many empty records", TLS_ALERT_UNEXPECTED_MESSAGE);
 		switch (rec.type) {
-		case RLAYER_DATA:
+		case TLS_CT_APPLICATION_DATA:
 			o->tail += rec.len;
 			c->bytes_c2b += rec.len;
 			if (rec.len)
 				c->rl_warnings = c->rl_empty = c->rl_updates = 0;
 			break;
-		case RLAYER_ALERT:
+		case TLS_CT_ALERT:
 			if (!on_alert(c, o->data + o->tail, rec.len))
 				return false;
 			break;
-		case RLAYER_HANDSHAKE:
+		case TLS_CT_HANDSHAKE:
 			if (!on_handshake(c, o->data + o->tail, rec.len))
 				return false;
 			break;
 		default:
-			return fail(c, "unexpected record", SSL_AD_UNEXPECTED_MESSAGE);
+			return fail(c, "unexpected record", TLS_ALERT_UNEXPECTED_MESSAGE);
 		}
 	}
 	return true;
@@ -209,20 +206,21 @@ bool conn_rl_decrypt(struct conn *c)
  * cout has no room yet. */
 static bool send_owed(struct conn *c, bool *blocked)
 {
-	static const uint8_t key_update[5] = { HS_KEY_UPDATE, 0, 0, 1, 0 }; /* not requested */
-	static const uint8_t no_reneg[2] = { ALERT_WARNING, SSL_AD_NO_RENEGOTIATION };
+	/* our KeyUpdate: update_not_requested */
+	static const uint8_t key_update[TLS_HS_HEADER + 1] = { TLS_HS_KEY_UPDATE, 0, 0, 1, 0 };
+	static const uint8_t no_reneg[2] = { TLS_ALERT_LEVEL_WARNING, TLS_ALERT_NO_RENEGOTIATION };
 	int r = 0;
 
 	*blocked = false;
 	if (c->rl_pending & RL_OWE_KEY_UPDATE) {
-		r = seal_small(c, RLAYER_HANDSHAKE, key_update, sizeof(key_update));
+		r = seal_small(c, TLS_CT_HANDSHAKE, key_update, sizeof(key_update));
 		if (r == 0 && rlayer_key_update(c->rl, true) < 0)
 			return fail(c, "KeyUpdate: key derivation failed", 0);
 		if (r == 0)
 			c->rl_pending &= (uint8_t)~RL_OWE_KEY_UPDATE;
 	}
 	if (r == 0 && (c->rl_pending & RL_OWE_NO_RENEG)) {
-		r = seal_small(c, RLAYER_ALERT, no_reneg, sizeof(no_reneg));
+		r = seal_small(c, TLS_CT_ALERT, no_reneg, sizeof(no_reneg));
 		if (r == 0)
 			c->rl_pending &= (uint8_t)~RL_OWE_NO_RENEG;
 	}
@@ -235,7 +233,7 @@ static bool send_owed(struct conn *c, bool *blocked)
 
 bool conn_rl_encrypt(struct conn *c, unsigned peer_done)
 {
-	static const uint8_t close_notify[2] = { ALERT_WARNING, SSL_AD_CLOSE_NOTIFY };
+	static const uint8_t close_notify[2] = { TLS_ALERT_LEVEL_WARNING, TLS_ALERT_CLOSE_NOTIFY };
 	struct buf *in = &c->bin, *o = &c->cout;
 	bool blocked;
 	uint32_t n;
@@ -254,11 +252,11 @@ bool conn_rl_encrypt(struct conn *c, unsigned peer_done)
 			conn_close(c, "out of memory");
 			return false;
 		}
-		n = MIN(buf_len(in), RLAYER_MAX_PLAIN);
+		n = MIN(buf_len(in), TLS_MAX_PLAINTEXT);
 		if (buf_space(o) < n + RLAYER_OVERHEAD)
 			buf_compact(o);
-		r = rlayer_seal(c->rl, RLAYER_DATA, in->data + in->head, n, o->data + o->tail,
-				buf_space(o));
+		r = rlayer_seal(c->rl, TLS_CT_APPLICATION_DATA, in->data + in->head, n,
+				o->data + o->tail, buf_space(o));
 		if (r == -ENOSPC)
 			return true; /* cout drains first */
 		if (r < 0)
@@ -269,7 +267,7 @@ bool conn_rl_encrypt(struct conn *c, unsigned peer_done)
 	}
 	if (!(c->flags & peer_done))
 		return true;
-	r = seal_small(c, RLAYER_ALERT, close_notify, sizeof(close_notify));
+	r = seal_small(c, TLS_CT_ALERT, close_notify, sizeof(close_notify));
 	if (r == 0)
 		c->flags |= CF_C_NOTIFY;
 	return r == 0 || r == -ENOSPC ? true : fail(c, "cannot seal a record", 0);

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "ratelog.h"
 #include "state.h"
+#include "tls_wire.h"
 
 void handshake_log_renegotiation(struct conn *c)
 {
@@ -34,7 +35,7 @@ static void info_cb(const SSL *ssl, int where, int ret)
 {
 	struct conn *c = SSL_get_app_data(ssl);
 
-	if ((where & SSL_CB_WRITE_ALERT) && (ret & 0xff) == SSL_AD_NO_RENEGOTIATION && c)
+	if ((where & SSL_CB_WRITE_ALERT) && (ret & 0xff) == TLS_ALERT_NO_RENEGOTIATION && c)
 		handshake_log_renegotiation(c);
 }
 
@@ -121,12 +122,12 @@ static bool alert_first(const struct conn *c)
 {
 	const uint8_t *h = c->cin.data + c->cin.head;
 
-	if (buf_len(&c->cin) < 5)
+	if (buf_len(&c->cin) < TLS_RECORD_HEADER)
 		return false;
-	if (h[0] == SSL3_RT_ALERT)
+	if (h[0] == TLS_CT_ALERT)
 		return true;
-	return h[0] == SSL3_RT_APPLICATION_DATA && SSL_version(c->ssl) == TLS1_3_VERSION &&
-	       ((unsigned)h[3] << 8 | h[4]) == 2 + 1 + 16;
+	return h[0] == TLS_CT_APPLICATION_DATA && SSL_version(c->ssl) == TLS1_3_VERSION &&
+	       ((unsigned)h[3] << 8 | h[4]) == 2 + 1 + TLS_AEAD_TAG;
 }
 
 bool handshake_client_done(struct conn *c)
@@ -148,7 +149,7 @@ bool handshake_client_done(struct conn *c)
 	if ((r = handoff_peek_close_notify(c)) >= 0)
 		return r == 1;
 	/* Otherwise OpenSSL may look, but only at a record that cannot hold data. */
-	if (c->cin.data[c->cin.head] != SSL3_RT_ALERT)
+	if (c->cin.data[c->cin.head] != TLS_CT_ALERT)
 		return false;
 	r = SSL_peek(c->ssl, &byte, 1);
 	if (r > 0)

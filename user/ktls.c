@@ -67,10 +67,7 @@
 #include <openssl/crypto.h>
 
 #include "ktls.h"
-
-#ifndef SOL_TLS
-#define SOL_TLS 282
-#endif
+#include "tls_wire.h"
 
 _Static_assert(TLS_1_2_VERSION == TLS1_2_VERSION, "kernel and OpenSSL version numbers differ");
 _Static_assert(TLS_1_3_VERSION == TLS1_3_VERSION, "kernel and OpenSSL version numbers differ");

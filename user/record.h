@@ -11,11 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RECORD_HEADER 5
-#define RECORD_TYPE_CCS 20
+#include "tls_wire.h"
 
 struct record_track {
-	uint8_t hdr[RECORD_HEADER];
+	uint8_t hdr[TLS_RECORD_HEADER];
 	uint8_t have;	    /* header bytes of the current record seen */
 	uint32_t left;	    /* body bytes of the current record still to come */
 	uint32_t records;   /* complete records */
@@ -29,15 +28,15 @@ struct record_track {
 static inline void record_feed(struct record_track *t, const uint8_t *p, size_t n)
 {
 	while (n) {
-		if (t->have < RECORD_HEADER) {
-			size_t need = (size_t)RECORD_HEADER - t->have;
+		if (t->have < TLS_RECORD_HEADER) {
+			size_t need = (size_t)TLS_RECORD_HEADER - t->have;
 			size_t k = need < n ? need : n;
 
 			for (size_t i = 0; i < k; i++)
 				t->hdr[t->have++] = p[i];
 			p += k;
 			n -= k;
-			if (t->have < RECORD_HEADER)
+			if (t->have < TLS_RECORD_HEADER)
 				return;
 			t->left = (uint32_t)t->hdr[3] << 8 | t->hdr[4];
 		} else {
@@ -49,13 +48,14 @@ static inline void record_feed(struct record_track *t, const uint8_t *p, size_t 
 			p += k;
 			n -= k;
 		}
-		if (t->have == RECORD_HEADER && t->left == 0) {
+		if (t->have == TLS_RECORD_HEADER && t->left == 0) {
 			if (t->body8_have == sizeof(t->body8))
 				for (size_t i = 0; i < sizeof(t->body8); i++)
 					t->last8[i] = t->body8[i];
 			t->body8_have = 0;
 			t->records++;
-			t->after_ccs = t->hdr[0] == RECORD_TYPE_CCS ? 0 : t->after_ccs + 1;
+			t->after_ccs =
+			    t->hdr[0] == TLS_CT_CHANGE_CIPHER_SPEC ? 0 : t->after_ccs + 1;
 			t->have = 0;
 		}
 	}
@@ -64,8 +64,8 @@ static inline void record_feed(struct record_track *t, const uint8_t *p, size_t 
 /* How many more bytes end the current record's header or body; never 0. */
 static inline size_t record_want(const struct record_track *t)
 {
-	return t->have < RECORD_HEADER ? (size_t)(RECORD_HEADER - t->have)
-				       : (t->left ? t->left : RECORD_HEADER);
+	return t->have < TLS_RECORD_HEADER ? (size_t)(TLS_RECORD_HEADER - t->have)
+					   : (t->left ? t->left : TLS_RECORD_HEADER);
 }
 
 /* True at a record boundary. */

@@ -17,12 +17,7 @@
 #include <openssl/evp.h>
 
 #include "rlayer.h"
-
-#define TAG_LEN 16
-#define EXPLICIT_LEN 8
-/* RFC 8446 §5.2: TLSCiphertext.length ≤ 2^14 + 256; RFC 5246 §6.2.3: ≤ 2^14 + 2048. */
-#define TLS13_MAX_RECORD (RLAYER_MAX_PLAIN + 256)
-#define TLS12_MAX_RECORD (RLAYER_MAX_PLAIN + 2048)
+#include "tls_wire.h"
 
 struct rl_dir {
 	struct ktls_dir k;
@@ -162,8 +157,8 @@ static void tls12_aad(uint8_t aad[13], uint64_t seq, uint8_t type, size_t len)
 {
 	be64(aad, seq);
 	aad[8] = type;
-	aad[9] = 3;
-	aad[10] = 3;
+	aad[9] = TLS_PROTOCOL_MAJOR;
+	aad[10] = TLS_PROTOCOL_MINOR_12;
 	aad[11] = (uint8_t)(len >> 8);
 	aad[12] = (uint8_t)len;
 }
@@ -180,13 +175,13 @@ static int record_begin(const struct rlayer *rl, const struct rl_dir *d, EVP_CIP
 
 	if (tls12_gcm(rl)) {
 		memcpy(nonce, d->k.iv, 4);
-		memcpy(nonce + 4, explicit, EXPLICIT_LEN);
+		memcpy(nonce + 4, explicit, TLS_EXPLICIT_NONCE);
 	} else {
 		xor_nonce(d, nonce);
 	}
 	GUARD_OSSL(EVP_CipherInit_ex2(ctx, NULL, NULL, nonce, enc, NULL));
 	if (rl->version == TLS1_3_VERSION) {
-		GUARD_OSSL(EVP_CipherUpdate(ctx, NULL, &outl, hdr, RLAYER_HEADER));
+		GUARD_OSSL(EVP_CipherUpdate(ctx, NULL, &outl, hdr, TLS_RECORD_HEADER));
 	} else {
 		tls12_aad(aad, d->seq, type, len);
 		GUARD_OSSL(EVP_CipherUpdate(ctx, NULL, &outl, aad, sizeof(aad)));
@@ -201,26 +196,26 @@ int rlayer_seal(struct rlayer *rl, uint8_t type, const uint8_t *in, size_t n, ui
 {
 	struct rl_dir *d = &rl->tx;
 	bool v13 = rl->version == TLS1_3_VERSION, gcm12 = tls12_gcm(rl);
-	size_t body = n + (v13 ? 1 : 0) + TAG_LEN + (gcm12 ? EXPLICIT_LEN : 0);
-	uint8_t *p = out + RLAYER_HEADER;
+	size_t body = n + (v13 ? 1 : 0) + TLS_AEAD_TAG + (gcm12 ? TLS_EXPLICIT_NONCE : 0);
+	uint8_t *p = out + TLS_RECORD_HEADER;
 	EVP_CIPHER_CTX *ctx;
 	int outl, ret = 0;
 
-	ENSURE(n <= RLAYER_MAX_PLAIN, EINVAL);
-	ENSURE(room >= RLAYER_HEADER + body, ENOSPC);
+	ENSURE(n <= TLS_MAX_PLAINTEXT, EINVAL);
+	ENSURE(room >= TLS_RECORD_HEADER + body, ENOSPC);
 	ENSURE(d->seq != UINT64_MAX && (!rl->nonce_set || rl->tx_nonce != UINT64_MAX), EOVERFLOW);
 	ctx = dir_ctx(rl, d, true);
 	ENSURE(ctx, ENOMEM);
-	out[0] = v13 ? RLAYER_DATA : type;
-	out[1] = 3;
-	out[2] = 3;
+	out[0] = v13 ? TLS_CT_APPLICATION_DATA : type;
+	out[1] = TLS_PROTOCOL_MAJOR;
+	out[2] = TLS_PROTOCOL_MINOR_12;
 	out[3] = (uint8_t)(body >> 8);
 	out[4] = (uint8_t)body;
 	if (gcm12)
 		be64(p, rl->nonce_set ? rl->tx_nonce : d->seq);
 	GUARD(record_begin(rl, d, ctx, 1, out, p, type, n));
 	if (gcm12)
-		p += EXPLICIT_LEN;
+		p += TLS_EXPLICIT_NONCE;
 	if (n)
 		GUARD_OSSL(EVP_EncryptUpdate(ctx, p, &outl, in, (int)n));
 	p += n;
@@ -229,11 +224,11 @@ int rlayer_seal(struct rlayer *rl, uint8_t type, const uint8_t *in, size_t n, ui
 		p++;
 	}
 	GUARD_OSSL(EVP_EncryptFinal_ex(ctx, p, &outl));
-	GUARD_OSSL(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, p));
+	GUARD_OSSL(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TLS_AEAD_TAG, p));
 	d->seq++;
 	if (rl->nonce_set)
 		rl->tx_nonce++;
-	ret = (int)(RLAYER_HEADER + body);
+	ret = (int)(TLS_RECORD_HEADER + body);
 cleanup:
 	return ret;
 }
@@ -242,13 +237,13 @@ cleanup:
  * whole TLSInnerPlaintext, padding included, is at most 2^14 + 1 bytes (RFC 8446 §5.4). */
 static int tls13_inner(const uint8_t *p, size_t n, struct rlayer_rec *rec)
 {
-	if (n > RLAYER_MAX_PLAIN + 1)
+	if (n > TLS_MAX_PLAINTEXT + 1)
 		return -EMSGSIZE;
 	while (n && p[n - 1] == 0)
 		n--;
 	if (n == 0)
 		return -EPROTO; /* RFC 8446 §5.4: no non-zero octet is unexpected_message */
-	if (n - 1 > RLAYER_MAX_PLAIN)
+	if (n - 1 > TLS_MAX_PLAINTEXT)
 		return -EMSGSIZE;
 	rec->type = p[n - 1];
 	rec->len = (uint32_t)(n - 1);
@@ -260,12 +255,12 @@ int rlayer_open(struct rlayer *rl, const uint8_t *in, size_t len, uint8_t *out, 
 {
 	struct rl_dir *d = &rl->rx;
 	bool v13 = rl->version == TLS1_3_VERSION, gcm12 = tls12_gcm(rl);
-	size_t body, ct, pre = gcm12 ? EXPLICIT_LEN : 0;
+	size_t body, ct, pre = gcm12 ? TLS_EXPLICIT_NONCE : 0;
 	uint8_t type;
 	EVP_CIPHER_CTX *ctx;
 	int outl, ret = 0;
 
-	if (len < RLAYER_HEADER)
+	if (len < TLS_RECORD_HEADER)
 		return 0;
 	type = in[0];
 	body = (size_t)in[3] << 8 | in[4];
@@ -275,34 +270,37 @@ int rlayer_open(struct rlayer *rl, const uint8_t *in, size_t len, uint8_t *out, 
 	 * 1.2 record has version 0x0303. A TLS 1.2 record of a type that cannot come after the
 	 * handshake (ChangeCipherSpec, an unknown one) is authenticated first: unexpected_message
 	 * only for a record the peer really sent. */
-	ENSURE(in[1] == 3 && in[2] == 3, EPROTONOSUPPORT);
-	ENSURE(!v13 || type == RLAYER_DATA, EPROTO);
-	ENSURE(body <= (v13 ? TLS13_MAX_RECORD : TLS12_MAX_RECORD), EMSGSIZE);
-	if (len < RLAYER_HEADER + body)
+	ENSURE(in[1] == TLS_PROTOCOL_MAJOR && in[2] == TLS_PROTOCOL_MINOR_12, EPROTONOSUPPORT);
+	ENSURE(!v13 || type == TLS_CT_APPLICATION_DATA, EPROTO);
+	ENSURE(body <= TLS_MAX_PLAINTEXT + (v13 ? TLS_MAX_EXPANSION_13 : TLS_MAX_EXPANSION_12),
+	       EMSGSIZE);
+	if (len < TLS_RECORD_HEADER + body)
 		return 0;
-	ENSURE(body >= pre + TAG_LEN + (v13 ? 1 : 0), EBADMSG);
-	ct = body - pre - TAG_LEN;
-	ENSURE(v13 || ct <= RLAYER_MAX_PLAIN, EMSGSIZE);
+	ENSURE(body >= pre + TLS_AEAD_TAG + (v13 ? 1 : 0), EBADMSG);
+	ct = body - pre - TLS_AEAD_TAG;
+	ENSURE(v13 || ct <= TLS_MAX_PLAINTEXT, EMSGSIZE);
 	ENSURE(room >= ct, ENOSPC);
 	ENSURE(d->seq != UINT64_MAX, EOVERFLOW);
 	ctx = dir_ctx(rl, d, false);
 	ENSURE(ctx, ENOMEM);
-	GUARD(record_begin(rl, d, ctx, 0, in, in + RLAYER_HEADER, type, ct));
+	GUARD(record_begin(rl, d, ctx, 0, in, in + TLS_RECORD_HEADER, type, ct));
 	if (ct)
-		GUARD_OSSL(EVP_DecryptUpdate(ctx, out, &outl, in + RLAYER_HEADER + pre, (int)ct));
-	GUARD_OSSL(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_LEN,
-				       (void *)(in + RLAYER_HEADER + pre + ct)));
+		GUARD_OSSL(
+		    EVP_DecryptUpdate(ctx, out, &outl, in + TLS_RECORD_HEADER + pre, (int)ct));
+	GUARD_OSSL(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TLS_AEAD_TAG,
+				       (void *)(in + TLS_RECORD_HEADER + pre + ct)));
 	ENSURE(EVP_DecryptFinal_ex(ctx, out + ct, &outl) == 1, EBADMSG);
 	d->seq++;
 	if (v13) {
 		GUARD(tls13_inner(out, ct, rec));
 	} else {
-		ENSURE(type == RLAYER_ALERT || type == RLAYER_HANDSHAKE || type == RLAYER_DATA,
+		ENSURE(type == TLS_CT_ALERT || type == TLS_CT_HANDSHAKE ||
+			   type == TLS_CT_APPLICATION_DATA,
 		       EPROTO);
 		rec->type = type;
 		rec->len = (uint32_t)ct;
 	}
-	ret = (int)(RLAYER_HEADER + body);
+	ret = (int)(TLS_RECORD_HEADER + body);
 cleanup:
 	return ret;
 }
@@ -325,14 +323,15 @@ uint8_t rlayer_alert(const struct rlayer *rl, int err)
 {
 	switch (err) {
 	case -EPROTONOSUPPORT: /* OpenSSL 3.0: decode_error in TLS 1.3, protocol_version before */
-		return rl->version == TLS1_3_VERSION ? 50 : 70;
+		return rl->version == TLS1_3_VERSION ? TLS_ALERT_DECODE_ERROR
+						     : TLS_ALERT_PROTOCOL_VERSION;
 	case -EBADMSG:
-		return 20; /* bad_record_mac */
+		return TLS_ALERT_BAD_RECORD_MAC;
 	case -EMSGSIZE:
-		return 22; /* record_overflow */
+		return TLS_ALERT_RECORD_OVERFLOW;
 	case -EPROTO:
-		return 10; /* unexpected_message */
+		return TLS_ALERT_UNEXPECTED_MESSAGE;
 	default:
-		return 80; /* internal_error */
+		return TLS_ALERT_INTERNAL_ERROR;
 	}
 }

@@ -23,21 +23,15 @@
 
 #include "err.h"
 #include "ktls.h"
+#include "tls_wire.h"
 
-#define RLAYER_HEADER 5
-#define RLAYER_MAX_PLAIN 16384u
 /* What a sealed record adds to its plaintext, at most: the header, TLS 1.2 GCM's explicit nonce
  * and the tag (TLS 1.3 adds the header, the inner type byte and the tag). */
-#define RLAYER_OVERHEAD (RLAYER_HEADER + 8 + 16)
+#define RLAYER_OVERHEAD (TLS_RECORD_HEADER + TLS_EXPLICIT_NONCE + TLS_AEAD_TAG)
 /* The most plaintext rlayer_open may write for one record (TLS 1.3 may pad up to 2^14 + 256). */
-#define RLAYER_MAX_OPEN (RLAYER_MAX_PLAIN + 256)
-
-enum rlayer_type {
-	RLAYER_CCS = 20,
-	RLAYER_ALERT = 21,
-	RLAYER_HANDSHAKE = 22,
-	RLAYER_DATA = 23,
-};
+#define RLAYER_MAX_OPEN (TLS_MAX_PLAINTEXT + TLS_MAX_EXPANSION_13)
+/* TLS_CT_ALERT under its old name, for handoff.c until it switches over. */
+#define RLAYER_ALERT TLS_CT_ALERT
 
 struct rlayer;
 
@@ -62,7 +56,7 @@ void rlayer_free(struct rlayer *rl);
 void rlayer_idle(struct rlayer *rl);
 uint16_t rlayer_version(const struct rlayer *rl);
 
-/* Seals one record of content type type carrying in[0, n), n ≤ RLAYER_MAX_PLAIN, into out (room
+/* Seals one record of content type type carrying in[0, n), n ≤ TLS_MAX_PLAINTEXT, into out (room
  * bytes). Returns the record's length; -ENOSPC when room < n + RLAYER_OVERHEAD (nothing written,
  * nothing consumed); -EOVERFLOW when the sequence numbers are exhausted; -ENOMEM or -EPROTO when
  * OpenSSL's cipher fails. */

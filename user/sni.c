@@ -6,11 +6,9 @@
 
 #include "hostname.h"
 #include "sni.h"
+#include "tls_wire.h"
 
-#define CT_HANDSHAKE 22
-#define HS_CLIENT_HELLO 1
-#define EXT_SERVER_NAME 0
-#define NAME_TYPE_HOST 0
+#define NAME_TYPE_HOST 0 /* NameType host_name (RFC 6066 §3) */
 
 static uint16_t get16(const uint8_t *p)
 {
@@ -99,7 +97,7 @@ static enum sni_result parse_hello(const uint8_t *body, size_t len, struct sni_h
 	const uint8_t *version;
 	size_t n;
 
-	if (!take(&c, 2, &version) || version[0] != 3) {
+	if (!take(&c, 2, &version) || version[0] != TLS_PROTOCOL_MAJOR) {
 		*why = "ClientHello version is not 3.x";
 		return SNI_MALFORMED;
 	}
@@ -135,7 +133,7 @@ static enum sni_result parse_hello(const uint8_t *body, size_t len, struct sni_h
 			return SNI_MALFORMED;
 		}
 		seen[type / 8] |= (uint8_t)(1u << (type % 8));
-		if (type != EXT_SERVER_NAME)
+		if (type != TLS_EXT_SERVER_NAME)
 			continue;
 		int r =
 		    sni_server_name(data, elen, out->name, sizeof(out->name), &out->name_invalid);
@@ -152,7 +150,7 @@ static enum sni_result parse_hello(const uint8_t *body, size_t len, struct sni_h
 /* Checks the header of the record at in[off..] as far as it has arrived. */
 static enum sni_result check_header(const uint8_t *in, size_t avail, bool first, const char **why)
 {
-	if (avail >= 1 && in[0] != CT_HANDSHAKE) {
+	if (avail >= 1 && in[0] != TLS_CT_HANDSHAKE) {
 		if (!first) {
 			*why = "a non-handshake record inside the ClientHello";
 			return SNI_MALFORMED;
@@ -161,14 +159,14 @@ static enum sni_result check_header(const uint8_t *in, size_t avail, bool first,
 				      : "not a TLS handshake record";
 		return SNI_NOT_TLS;
 	}
-	if (avail >= 2 && in[1] != 3) {
+	if (avail >= 2 && in[1] != TLS_PROTOCOL_MAJOR) {
 		*why = "record version is not 3.x";
 		return first ? SNI_NOT_TLS : SNI_MALFORMED;
 	}
-	if (avail >= 5) {
+	if (avail >= TLS_RECORD_HEADER) {
 		size_t rl = get16(in + 3);
 
-		if (rl == 0 || rl > SNI_MAX_RECORD) {
+		if (rl == 0 || rl > TLS_MAX_PLAINTEXT) {
 			*why = rl ? "record longer than 2^14 bytes" : "empty handshake record";
 			return SNI_MALFORMED;
 		}
@@ -179,7 +177,7 @@ static enum sni_result check_header(const uint8_t *in, size_t avail, bool first,
 enum sni_result sni_parse(const uint8_t *in, size_t len, struct sni_hello *out, const char **why)
 {
 	uint8_t msg[SNI_MAX_HELLO]; /* on the stack: workers parse in parallel */
-	uint8_t hs[4];
+	uint8_t hs[TLS_HS_HEADER];
 	size_t off = 0, have = 0, need = 0, frag_end = 0;
 	const char *reason = NULL;
 	enum sni_result r;
@@ -194,37 +192,37 @@ enum sni_result sni_parse(const uint8_t *in, size_t len, struct sni_hello *out, 
 		r = check_header(in + off, len - off, first, why);
 		if (r != SNI_NEED_MORE)
 			return r;
-		if (len - off < SNI_RECORD_HEADER)
+		if (len - off < TLS_RECORD_HEADER)
 			break;
 		rl = get16(in + off + 3);
-		if (off + SNI_RECORD_HEADER + rl > SNI_MAX_WIRE) {
+		if (off + TLS_RECORD_HEADER + rl > SNI_MAX_WIRE) {
 			*why = "ClientHello records exceed the size limit";
 			return SNI_TOO_BIG;
 		}
 		take_n = rl;
-		if (len - off - SNI_RECORD_HEADER < rl)
-			take_n = len - off - SNI_RECORD_HEADER; /* the record is still arriving */
-		for (size_t i = 0; i < take_n && have + i < 4; i++)
-			hs[have + i] = in[off + SNI_RECORD_HEADER + i];
-		if (have < 4 && have + take_n >= 4) {
-			if (hs[0] != HS_CLIENT_HELLO) {
+		if (len - off - TLS_RECORD_HEADER < rl)
+			take_n = len - off - TLS_RECORD_HEADER; /* the record is still arriving */
+		for (size_t i = 0; i < take_n && have + i < TLS_HS_HEADER; i++)
+			hs[have + i] = in[off + TLS_RECORD_HEADER + i];
+		if (have < TLS_HS_HEADER && have + take_n >= TLS_HS_HEADER) {
+			if (hs[0] != TLS_HS_CLIENT_HELLO) {
 				*why = "first handshake message is not a ClientHello";
 				return SNI_MALFORMED;
 			}
-			need = 4 + ((size_t)hs[1] << 16 | (size_t)hs[2] << 8 | hs[3]);
+			need = TLS_HS_HEADER + ((size_t)hs[1] << 16 | (size_t)hs[2] << 8 | hs[3]);
 			if (need > SNI_MAX_HELLO) {
 				*why = "ClientHello larger than the size limit";
 				return SNI_TOO_BIG;
 			}
 		} else if (have == 0 && take_n >= 1 &&
-			   in[off + SNI_RECORD_HEADER] != HS_CLIENT_HELLO) {
+			   in[off + TLS_RECORD_HEADER] != TLS_HS_CLIENT_HELLO) {
 			*why = "first handshake message is not a ClientHello";
 			return SNI_MALFORMED;
 		}
 		have += take_n;
 		if (take_n < rl)
 			break;
-		off += SNI_RECORD_HEADER + rl;
+		off += TLS_RECORD_HEADER + rl;
 		if (need && have >= need) {
 			frag_end = off;
 			break;
@@ -238,11 +236,11 @@ enum sni_result sni_parse(const uint8_t *in, size_t len, struct sni_hello *out, 
 	for (size_t o = 0; o < frag_end && have < need;) {
 		size_t rl = get16(in + o + 3), k = rl < need - have ? rl : need - have;
 
-		memcpy(msg + have, in + o + SNI_RECORD_HEADER, k);
+		memcpy(msg + have, in + o + TLS_RECORD_HEADER, k);
 		have += k;
-		o += SNI_RECORD_HEADER + rl;
+		o += TLS_RECORD_HEADER + rl;
 	}
-	r = parse_hello(msg + 4, need - 4, out, why);
+	r = parse_hello(msg + TLS_HS_HEADER, need - TLS_HS_HEADER, out, why);
 	if (r == SNI_DONE)
 		out->wire_len = frag_end;
 	else

@@ -24,10 +24,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SNI_RECORD_HEADER 5
-#define SNI_MAX_RECORD 16384 /* 2^14: the largest TLSPlaintext fragment */
-#define SNI_MAX_HELLO 16384  /* handshake header + ClientHello body */
-#define SNI_MAX_WIRE (SNI_MAX_HELLO + SNI_RECORD_HEADER)
+#include "tls_wire.h"
+
+#define SNI_MAX_HELLO 16384 /* handshake header + ClientHello body */
+#define SNI_MAX_WIRE (SNI_MAX_HELLO + TLS_RECORD_HEADER)
 #define SNI_MAX_NAME 253
 
 enum sni_result {

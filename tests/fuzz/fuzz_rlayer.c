@@ -76,12 +76,12 @@ static void raw_stream(struct rlayer *rl, const uint8_t *d, size_t n, uint8_t *o
 static void script(struct rlayer *ours, struct rlayer *peer, bool v13, const uint8_t *d, size_t n,
 		   uint8_t *rec, uint8_t *out)
 {
-	static const uint8_t types[] = { RLAYER_DATA, RLAYER_ALERT, RLAYER_HANDSHAKE };
+	static const uint8_t types[] = { TLS_CT_APPLICATION_DATA, TLS_CT_ALERT, TLS_CT_HANDSHAKE };
 	struct rlayer_rec r;
 
 	while (n >= 4) {
 		uint8_t type = types[d[0] % 3], flags = d[1];
-		size_t len = ((size_t)d[2] << 8 | d[3]) % (RLAYER_MAX_PLAIN + 1);
+		size_t len = ((size_t)d[2] << 8 | d[3]) % (TLS_MAX_PLAINTEXT + 1);
 		size_t flip;
 		int sealed, opened;
 
@@ -89,7 +89,7 @@ static void script(struct rlayer *ours, struct rlayer *peer, bool v13, const uin
 		n -= 4;
 		if (len > n)
 			len = n;
-		sealed = rlayer_seal(peer, type, d, len, rec, RLAYER_MAX_PLAIN + RLAYER_OVERHEAD);
+		sealed = rlayer_seal(peer, type, d, len, rec, TLS_MAX_PLAINTEXT + RLAYER_OVERHEAD);
 		assert(sealed > 0 && (size_t)sealed <= len + RLAYER_OVERHEAD);
 		flip = (size_t)(flags >> 1) * 131 % (size_t)sealed;
 		if (flags & 1)
@@ -99,7 +99,7 @@ static void script(struct rlayer *ours, struct rlayer *peer, bool v13, const uin
 			/* refused, or (a flipped length) not whole yet; never a different plaintext
 			 */
 			assert(opened <= 0);
-			assert(flip < RLAYER_HEADER || opened == -EBADMSG);
+			assert(flip < TLS_RECORD_HEADER || opened == -EBADMSG);
 			return; /* a connection ends at a refused record */
 		} else {
 			assert(opened == sealed);
@@ -124,7 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2)
 		return 0;
 	if (!rec) {
-		rec = malloc(RLAYER_MAX_PLAIN + RLAYER_OVERHEAD);
+		rec = malloc(TLS_MAX_PLAINTEXT + RLAYER_OVERHEAD);
 		out = malloc(RLAYER_MAX_OPEN);
 	}
 	s = data[0] % (sizeof(suites) / sizeof(suites[0]));

@@ -19,7 +19,7 @@ static void check(const uint8_t *d, size_t n)
 
 	assert(r <= SNI_TOO_BIG);
 	if (r == SNI_NEED_MORE) {
-		assert(n < SNI_MAX_WIRE + SNI_RECORD_HEADER + SNI_MAX_RECORD);
+		assert(n < SNI_MAX_WIRE + TLS_RECORD_HEADER + TLS_MAX_PLAINTEXT);
 		return;
 	}
 	if (r != SNI_DONE) {

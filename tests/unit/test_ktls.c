@@ -30,10 +30,7 @@
 
 #include "ktls.h"
 #include "tls_pair_testutil.h"
-
-#ifndef SOL_TLS
-#define SOL_TLS 282
-#endif
+#include "tls_wire.h"
 
 static size_t unhex(const char *s, uint8_t *out, size_t max)
 {

@@ -21,7 +21,7 @@
 #include "rlayer.h"
 #include "tls_pair_testutil.h"
 
-#define REC_MAX (RLAYER_HEADER + RLAYER_MAX_OPEN + 64)
+#define REC_MAX (TLS_RECORD_HEADER + RLAYER_MAX_OPEN + 64)
 
 struct session {
 	struct pair p;
@@ -83,7 +83,7 @@ static void client_to_rlayer(struct session *s, const uint8_t *msg, size_t n)
 	assert_int_equal(SSL_write(s->p.c, msg, (int)n), (int)n);
 	len = client_bytes(s, rec, REC_MAX);
 	r = open_one(s, rec, len, pt);
-	assert_int_equal(r.type, RLAYER_DATA);
+	assert_int_equal(r.type, TLS_CT_APPLICATION_DATA);
 	assert_int_equal(r.len, n);
 	assert_memory_equal(pt, msg, n);
 	free(rec);
@@ -128,7 +128,7 @@ static uint8_t *pattern(size_t n)
 
 static void test_data_both_ways(void **state)
 {
-	static const size_t sizes[] = { 0, 1, 100, 1024, 16383, RLAYER_MAX_PLAIN };
+	static const size_t sizes[] = { 0, 1, 100, 1024, 16383, TLS_MAX_PLAINTEXT };
 	struct session s;
 
 	session_new(&s, *state);
@@ -137,7 +137,7 @@ static void test_data_both_ways(void **state)
 
 		if (sizes[i]) /* OpenSSL sends no empty record */
 			client_to_rlayer(&s, m, sizes[i]);
-		rlayer_to_client(&s, RLAYER_DATA, m, sizes[i]);
+		rlayer_to_client(&s, TLS_CT_APPLICATION_DATA, m, sizes[i]);
 		if (sizes[i])
 			client_reads(&s, m, sizes[i]);
 		free(m);
@@ -167,10 +167,10 @@ static void test_partial_and_room(void **state)
 	/* and the next one still lines up */
 	client_to_rlayer(&s, (const uint8_t *)"next", 4);
 	/* too little room to seal: nothing written, the sequence number unchanged */
-	assert_int_equal(rlayer_seal(s.rl, RLAYER_DATA, (const uint8_t *)msg, sizeof(msg), rec,
-				     sizeof(msg) + RLAYER_HEADER),
+	assert_int_equal(rlayer_seal(s.rl, TLS_CT_APPLICATION_DATA, (const uint8_t *)msg,
+				     sizeof(msg), rec, sizeof(msg) + TLS_RECORD_HEADER),
 			 -ENOSPC);
-	rlayer_to_client(&s, RLAYER_DATA, (const uint8_t *)msg, sizeof(msg));
+	rlayer_to_client(&s, TLS_CT_APPLICATION_DATA, (const uint8_t *)msg, sizeof(msg));
 	client_reads(&s, (const uint8_t *)msg, sizeof(msg));
 	session_free(&s);
 }
@@ -182,11 +182,11 @@ static void test_idle_and_back(void **state)
 
 	session_new(&s, *state);
 	client_to_rlayer(&s, (const uint8_t *)"before", 6);
-	rlayer_to_client(&s, RLAYER_DATA, (const uint8_t *)"one", 3);
+	rlayer_to_client(&s, TLS_CT_APPLICATION_DATA, (const uint8_t *)"one", 3);
 	rlayer_idle(s.rl);
 	rlayer_idle(s.rl);
 	client_to_rlayer(&s, (const uint8_t *)"after", 5);
-	rlayer_to_client(&s, RLAYER_DATA, (const uint8_t *)"two", 3);
+	rlayer_to_client(&s, TLS_CT_APPLICATION_DATA, (const uint8_t *)"two", 3);
 	client_reads(&s, (const uint8_t *)"onetwo", 6);
 	session_free(&s);
 }
@@ -231,10 +231,10 @@ static void test_alerts(void **state)
 	assert_int_equal(SSL_shutdown(s.p.c), 0); /* sends close_notify */
 	len = client_bytes(&s, rec, sizeof(rec));
 	r = open_one(&s, rec, len, pt);
-	assert_int_equal(r.type, RLAYER_ALERT);
+	assert_int_equal(r.type, TLS_CT_ALERT);
 	assert_int_equal(r.len, 2);
 	assert_memory_equal(pt, close_notify, 2);
-	rlayer_to_client(&s, RLAYER_ALERT, close_notify, 2);
+	rlayer_to_client(&s, TLS_CT_ALERT, close_notify, 2);
 	assert_int_equal(SSL_read(s.p.c, &b, 1), 0);
 	assert_int_equal(SSL_get_error(s.p.c, 0), SSL_ERROR_ZERO_RETURN);
 	session_free(&s);
@@ -255,23 +255,23 @@ static void test_key_update(void **state)
 		assert_int_equal(SSL_key_update(s.p.c, SSL_KEY_UPDATE_REQUESTED), 1);
 		assert_int_equal(SSL_write(s.p.c, "x", 1), 1); /* sends the KeyUpdate, then x */
 		len = client_bytes(&s, rec, sizeof(rec));
-		len = (size_t)(RLAYER_HEADER + (rec[3] << 8 | rec[4])); /* the first record */
+		len = (size_t)(TLS_RECORD_HEADER + (rec[3] << 8 | rec[4])); /* the first record */
 		r = open_one(&s, rec, len, pt);
-		assert_int_equal(r.type, RLAYER_HANDSHAKE);
+		assert_int_equal(r.type, TLS_CT_HANDSHAKE);
 		assert_int_equal(r.len, 5);
 		assert_int_equal(pt[0], 24);
 		assert_int_equal(pt[4], 1); /* update_requested */
 		assert_int_equal(rlayer_key_update(s.rl, false), 0);
 		/* the "x" after it, under the client's next keys */
 		memmove(rec, rec + len, 512 - len);
-		len = (size_t)(RLAYER_HEADER + (rec[3] << 8 | rec[4]));
+		len = (size_t)(TLS_RECORD_HEADER + (rec[3] << 8 | rec[4]));
 		r = open_one(&s, rec, len, pt);
-		assert_int_equal(r.type, RLAYER_DATA);
+		assert_int_equal(r.type, TLS_CT_APPLICATION_DATA);
 		assert_memory_equal(pt, "x", 1);
 		/* ours, then data under our next keys */
-		rlayer_to_client(&s, RLAYER_HANDSHAKE, ours, sizeof(ours));
+		rlayer_to_client(&s, TLS_CT_HANDSHAKE, ours, sizeof(ours));
 		assert_int_equal(rlayer_key_update(s.rl, true), 0);
-		rlayer_to_client(&s, RLAYER_DATA, (const uint8_t *)"after update", 12);
+		rlayer_to_client(&s, TLS_CT_APPLICATION_DATA, (const uint8_t *)"after update", 12);
 		client_reads(&s, (const uint8_t *)"after update", 12);
 		client_to_rlayer(&s, (const uint8_t *)"client after", 12);
 	}
@@ -294,9 +294,9 @@ static void test_tls12_renegotiation(void **state)
 	assert_int_equal(SSL_do_handshake(s.p.c), -1); /* sends the ClientHello, waits */
 	len = client_bytes(&s, rec, sizeof(rec));
 	r = open_one(&s, rec, len, pt);
-	assert_int_equal(r.type, RLAYER_HANDSHAKE);
+	assert_int_equal(r.type, TLS_CT_HANDSHAKE);
 	assert_int_equal(pt[0], 1); /* client_hello */
-	rlayer_to_client(&s, RLAYER_ALERT, no_reneg, sizeof(no_reneg));
+	rlayer_to_client(&s, TLS_CT_ALERT, no_reneg, sizeof(no_reneg));
 	assert_true(SSL_read(s.p.c, &b, 1) <= 0);
 	ERR_clear_error();
 	session_free(&s);
@@ -351,9 +351,10 @@ static void test_bad_records(void **state)
 		assert_true(slen > 0);
 		crl = rlayer_new(&ck, &cseq, txs, rxs, (size_t)slen);
 		assert_non_null(crl);
-		len = rlayer_seal(crl, RLAYER_DATA, (const uint8_t *)"ok", 2, rec, sizeof(rec));
+		len = rlayer_seal(crl, TLS_CT_APPLICATION_DATA, (const uint8_t *)"ok", 2, rec,
+				  sizeof(rec));
 		r = open_one(&s, rec, (size_t)len, pt);
-		assert_int_equal(r.type, RLAYER_DATA);
+		assert_int_equal(r.type, TLS_CT_APPLICATION_DATA);
 		len = rlayer_seal(crl, 0, NULL, 0, rec, sizeof(rec));
 		assert_true(len > 0);
 		assert_int_equal(rlayer_open(s.rl, rec, (size_t)len, pt, sizeof(pt), &r), -EPROTO);
@@ -374,13 +375,17 @@ static void test_record_types(void **state)
 		uint16_t len;
 		int v12, v13; /* 1: opened with this type and length; else the error */
 	} rows[] = {
-		{ RLAYER_DATA, 0, 1, 1 },      { RLAYER_DATA, 16384, 1, 1 },
-		{ RLAYER_ALERT, 2, 1, 1 },     { RLAYER_ALERT, 0, 1, 1 },
-		{ RLAYER_HANDSHAKE, 5, 1, 1 }, { RLAYER_CCS, 1, -EPROTO, 1 },
-		{ 24, 1, -EPROTO, 1 },	       { 255, 3, -EPROTO, 1 },
+		{ TLS_CT_APPLICATION_DATA, 0, 1, 1 },
+		{ TLS_CT_APPLICATION_DATA, 16384, 1, 1 },
+		{ TLS_CT_ALERT, 2, 1, 1 },
+		{ TLS_CT_ALERT, 0, 1, 1 },
+		{ TLS_CT_HANDSHAKE, 5, 1, 1 },
+		{ TLS_CT_CHANGE_CIPHER_SPEC, 1, -EPROTO, 1 },
+		{ 24, 1, -EPROTO, 1 },
+		{ 255, 3, -EPROTO, 1 },
 	};
 	const struct tls_case *tc = *state;
-	static uint8_t rec[REC_MAX], pt[RLAYER_MAX_OPEN], body[RLAYER_MAX_PLAIN];
+	static uint8_t rec[REC_MAX], pt[RLAYER_MAX_OPEN], body[TLS_MAX_PLAINTEXT];
 	uint8_t txs[KTLS_SECRET_MAX], rxs[KTLS_SECRET_MAX];
 	struct ktls_keys ck;
 	struct ktls_seq cseq;
@@ -437,7 +442,8 @@ static void test_tls12_nonce_follows(void **state)
 	ktls_keys_follow_tls12_nonce(&k, last);
 	rl = rlayer_new(&k, &seq, NULL, NULL, 0);
 	assert_non_null(rl);
-	len = rlayer_seal(rl, RLAYER_DATA, (const uint8_t *)"nonce", 5, rec, sizeof(rec));
+	len =
+	    rlayer_seal(rl, TLS_CT_APPLICATION_DATA, (const uint8_t *)"nonce", 5, rec, sizeof(rec));
 	assert_int_equal(len, 5 + 8 + 5 + 16);
 	assert_memory_equal(rec + 5, next, 8);
 	assert_int_equal(BIO_write(p.c_in, rec, len), len);

@@ -29,13 +29,10 @@
 #include "dp_splice.h"
 #include "err.h"
 #include "state.h"
+#include "tls_wire.h"
 
 #define PIPE_SIZE (256u << 10)
 
-#define TLS_RECORD_ALERT 21
-#define TLS_RECORD_HANDSHAKE 22
-#define TLS_ALERT_CLOSE_NOTIFY 0
-#define TLS_HS_KEY_UPDATE 24
 
 /* One direction: src socket → pipe → dst socket. */
 struct splice_dir {
@@ -95,12 +92,12 @@ static int read_control(struct conn *c)
 	cm = CMSG_FIRSTHDR(&msg);
 	if (cm && cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
 		type = *(uint8_t *)CMSG_DATA(cm);
-	if (type == TLS_RECORD_ALERT && n >= 2 && data[1] == TLS_ALERT_CLOSE_NOTIFY)
+	if (type == TLS_CT_ALERT && n >= 2 && data[1] == TLS_ALERT_CLOSE_NOTIFY)
 		return 0;
-	if (type == TLS_RECORD_ALERT && n >= 2) {
+	if (type == TLS_CT_ALERT && n >= 2) {
 		conn_log(c, LOG_INFO, "client sent alert %u (level %u)", data[1], data[0]);
 		conn_close(c, "client alert");
-	} else if (type == TLS_RECORD_HANDSHAKE && n >= 1 && data[0] == TLS_HS_KEY_UPDATE) {
+	} else if (type == TLS_CT_HANDSHAKE && n >= 1 && data[0] == TLS_HS_KEY_UPDATE) {
 		conn_log(c, LOG_INFO,
 			 "client sent a TLS 1.3 KeyUpdate; the kernel's TLS cannot follow a key "
 			 "change before Linux 6.14, closing");
@@ -175,7 +172,7 @@ static bool move(struct conn *c, struct splice_dir *d, bool c2b)
 /* close_notify as a kTLS alert record: level warning (1), description close_notify (0). */
 static void send_close_notify(struct conn *c)
 {
-	uint8_t alert[2] = { 1, TLS_ALERT_CLOSE_NOTIFY };
+	uint8_t alert[2] = { TLS_ALERT_LEVEL_WARNING, TLS_ALERT_CLOSE_NOTIFY };
 	uint8_t cbuf[CMSG_SPACE(sizeof(uint8_t))];
 	struct iovec iov = { .iov_base = alert, .iov_len = sizeof(alert) };
 	struct msghdr msg = { .msg_iov = &iov,
@@ -187,7 +184,7 @@ static void send_close_notify(struct conn *c)
 	cm->cmsg_level = SOL_TLS;
 	cm->cmsg_type = TLS_SET_RECORD_TYPE;
 	cm->cmsg_len = CMSG_LEN(sizeof(uint8_t));
-	*CMSG_DATA(cm) = TLS_RECORD_ALERT;
+	*CMSG_DATA(cm) = TLS_CT_ALERT;
 	/* Best effort: if the socket buffer is full the client gets the FIN alone. */
 	if (sendmsg(c->cfd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		conn_log(c, LOG_DEBUG, "close_notify not sent: %s", strerror(errno));

@@ -24,9 +24,10 @@
 #include "handshake.h"
 #include "rlayer.h"
 #include "state.h"
+#include "tls_wire.h"
 
 /* Room SSL_write needs in cout for one full record (16 KiB plaintext, CBC padding and MAC). */
-#define RECORD_ROOM (16384u + 1024u)
+#define RECORD_ROOM (TLS_MAX_PLAINTEXT + 1024u)
 
 /* One TLS session of a connection, seen from the pipeline: the client's (ssl) decrypts cin into
  * bout and encrypts bin into cout; with backend TLS, the backend's (bssl) decrypts bcin into bin
@@ -129,7 +130,7 @@ static bool tls_encrypt(struct conn *c, bool backend)
 			buf_compact(o);
 		if (buf_space(o) < RECORD_ROOM)
 			break;
-		n = SSL_write(t.ssl, in->data + in->head, (int)MIN(buf_len(in), 16384u));
+		n = SSL_write(t.ssl, in->data + in->head, (int)MIN(buf_len(in), TLS_MAX_PLAINTEXT));
 		if (n > 0) {
 			buf_consume(in, (uint32_t)n);
 			if (t.count_out)

@@ -8,6 +8,7 @@
 #include "conn_log.h"
 #include "rlayer.h"
 #include "state.h"
+#include "tls_wire.h"
 #include "dp_splice.h"
 
 static enum handoff_result stay(struct conn *c, const char *why)
@@ -148,7 +149,7 @@ int handoff_peek_close_notify(struct conn *c)
 		return -EOPNOTSUPP;
 	n = rlayer_open(rl, c->cin.data + c->cin.head, buf_len(&c->cin), pt, sizeof(pt), &rec);
 	rlayer_free(rl);
-	n = n > 0 && rec.type == RLAYER_ALERT && rec.len == 2 && pt[1] == SSL_AD_CLOSE_NOTIFY;
+	n = n > 0 && rec.type == TLS_CT_ALERT && rec.len == 2 && pt[1] == TLS_ALERT_CLOSE_NOTIFY;
 	OPENSSL_cleanse(pt, sizeof(pt));
 	return n;
 }

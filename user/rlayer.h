@@ -30,8 +30,6 @@
 #define RLAYER_OVERHEAD (TLS_RECORD_HEADER + TLS_EXPLICIT_NONCE + TLS_AEAD_TAG)
 /* The most plaintext rlayer_open may write for one record (TLS 1.3 may pad up to 2^14 + 256). */
 #define RLAYER_MAX_OPEN (TLS_MAX_PLAINTEXT + TLS_MAX_EXPANSION_13)
-/* TLS_CT_ALERT under its old name, for handoff.c until it switches over. */
-#define RLAYER_ALERT TLS_CT_ALERT
 
 struct rlayer;
 

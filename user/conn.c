@@ -76,13 +76,13 @@ void conn_list_del(struct conn_env *env, struct conn *c)
 	env->n_conns--;
 }
 
-void conn_report(struct conn *c, const char *result)
+void conn_report(struct conn *c, enum conn_end end, const char *detail)
 {
 	if (c->flags & CF_LOGGED)
 		return;
 	c->flags |= CF_LOGGED;
-	conn_log_handshake(c, result);
-	stats_conn_logged(c, result);
+	conn_log_handshake(c, detail ? detail : conn_end_name(end));
+	stats_conn_logged(c, end, detail);
 }
 
 static void conn_free(struct conn *c)
@@ -120,17 +120,17 @@ void conn_cancel(struct conn *c, unsigned op)
 		c->env->io->cancel(c->env->io_ctx, conn_ud(c, op));
 }
 
-void conn_close(struct conn *c, const char *reason)
+void conn_close(struct conn *c, enum conn_end end)
 {
 	if (c->state == CONN_CLOSING)
 		return;
 	conn_enter(c, CONN_CLOSING);
-	c->reason = reason;
+	c->end = (uint8_t)end;
 	admit_handshake_done(&c->limits);
 	if (!(c->flags & CF_LOGGED))
-		conn_report(c, reason ? reason : "closed");
-	else if (reason)
-		conn_log(c, LOG_DEBUG, "closed: %s (c2b=%llu b2c=%llu)", reason,
+		conn_report(c, end, NULL);
+	else if (end != CONN_END_CLOSED)
+		conn_log(c, LOG_DEBUG, "closed: %s (c2b=%llu b2c=%llu)", conn_end_name(end),
 			 (unsigned long long)c->bytes_c2b, (unsigned long long)c->bytes_b2c);
 	for (unsigned op = OP_CRECV; op <= OP_DP4; op++)
 		conn_cancel(c, op);
@@ -142,9 +142,9 @@ void conn_settle(struct conn *c)
 		conn_free(c);
 }
 
-void conn_abort(struct conn *c, const char *reason)
+void conn_abort(struct conn *c, enum conn_end end)
 {
-	conn_close(c, reason);
+	conn_close(c, end);
 	conn_settle(c);
 }
 
@@ -188,7 +188,7 @@ void conn_post_recv(struct conn *c, bool client)
 		return;
 	}
 	if (buf_ready(b) < 0) {
-		conn_close(c, "out of memory");
+		conn_close(c, CONN_END_NO_MEMORY);
 		return;
 	}
 	if (buf_space(b) < b->cap / 4)
@@ -219,17 +219,17 @@ void conn_post_send(struct conn *c, bool client)
 	b->pins++;
 }
 
-void conn_close_after_flush(struct conn *c, const char *reason)
+void conn_close_after_flush(struct conn *c, enum conn_end end)
 {
 	if (c->state == CONN_CLOSING)
 		return;
-	c->reason = reason;
+	c->end = (uint8_t)end;
 	c->flags |= CF_C_NOTIFY;
 	if (c->state != CONN_FLUSH)
 		conn_enter(c, CONN_FLUSH);
 	conn_post_send(c, true);
 	if (!conn_busy(c, OP_CSEND))
-		conn_close(c, reason);
+		conn_close(c, end);
 }
 
 void conn_shutdown_wr(struct conn *c, bool client)

@@ -4,6 +4,7 @@
 #define KTLSD_CONN_H
 
 #include "conn_data.h"
+#include "conn_end.h"
 
 /* Enters state s; a transition conn.c's table does not allow is logged as a bug (and counted,
  * conn_bad_transitions) but carried out. */
@@ -24,19 +25,20 @@ void conn_shutdown_wr(struct conn *c, bool client);
 void conn_release_if_empty(struct buf *b);
 
 /* The connection's one handshake line and its accounting (stats, the BPF conns entry), once:
- * later calls do nothing. result is "ok" or why it ended. Called when the tier is known, or at
- * close for connections that never got one. */
-void conn_report(struct conn *c, const char *result);
+ * later calls do nothing. end is CONN_END_OK or why it ended; detail, when not NULL, is printed
+ * instead of end's name (OpenSSL's error, say). Called when the tier is known, or at close for
+ * connections that never got one. */
+void conn_report(struct conn *c, enum conn_end end, const char *detail);
 
 /* Starts closing: cancels what is in flight. The connection is freed when nothing remains in
  * flight, at the end of the completion being handled, so callers may still touch c after this.
- * reason NULL = a clean end. Tiers call this. */
-void conn_close(struct conn *c, const char *reason);
+ * end CONN_END_CLOSED = a clean end. Tiers call this. */
+void conn_close(struct conn *c, enum conn_end end);
 /* Enters FLUSH: closes once what cout holds has reached the client (an alert a TLS error queued
  * there), or when timeouts.close_ms passes first; the client gets nothing more. */
-void conn_close_after_flush(struct conn *c, const char *reason);
+void conn_close_after_flush(struct conn *c, enum conn_end end);
 /* conn_close, then free at once if nothing is in flight: for callers outside a completion. */
-void conn_abort(struct conn *c, const char *reason);
+void conn_abort(struct conn *c, enum conn_end end);
 /* The last step of every entry point: a closing connection with nothing in flight is freed. */
 void conn_settle(struct conn *c);
 

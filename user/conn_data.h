@@ -147,7 +147,7 @@ struct conn {
 	uint64_t bytes_c2b, bytes_b2c; /* payload bytes each way */
 	struct sockaddr_storage peer;
 	char peer_text[64];
-	const char *reason; /* why it closed, for the log */
+	uint8_t end; /* enum conn_end: why it closed (or will, after FLUSH) */
 	/* For `ktlsctl connections` and the metrics (stats_conn.c), set when the handshake is
 	 * logged: the SNI (copied, freed by stats_conn_freed), OpenSSL's static version and
 	 * cipher names, the tier reached (enum ktlsd_tier) and the bytes already counted. */

@@ -62,10 +62,10 @@ static void addr_text(const struct sockaddr_storage *ss, char *out, size_t len)
 }
 
 /* Enters FLUSH from the state machine: what cout holds (an alert, a close_notify) goes to the
- * client, then the connection closes; reason NULL = a clean end. */
-static void flush_then_close(struct conn *c, const char *reason)
+ * client, then the connection closes with end. */
+static void flush_then_close(struct conn *c, enum conn_end end)
 {
-	c->reason = reason;
+	c->end = (uint8_t)end;
 	conn_enter(c, CONN_FLUSH);
 }
 
@@ -80,13 +80,13 @@ static void connect_next(struct conn *c)
 	a = backend_server(c->backend, c->first_server, c->attempt);
 	if (!a) {
 		c->server = NULL;
-		conn_report(c, "backend-unreachable");
+		conn_report(c, CONN_END_BACKEND_UNREACHABLE, NULL);
 		if (c->ssl) {
 			SSL_shutdown(c->ssl); /* close_notify: a clean close for the client */
-			flush_then_close(c, NULL);
+			flush_then_close(c, CONN_END_CLOSED);
 			pump(c);
 		} else {
-			conn_close(c, "backend-unreachable");
+			conn_close(c, CONN_END_BACKEND_UNREACHABLE);
 		}
 		return;
 	}
@@ -95,7 +95,7 @@ static void connect_next(struct conn *c)
 	if (c->bfd < 0) {
 		log_err("listener %s: socket for backend %s: %s", c->l->cfg->name, a->text,
 			strerror(errno));
-		conn_close(c, "backend-socket");
+		conn_close(c, CONN_END_BACKEND_SOCKET);
 		return;
 	}
 	setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -173,11 +173,11 @@ static void backend_tls_failed(struct conn *c, const char *why, enum stats_btls 
 {
 	if (c->state != CONN_BACKEND_TLS)
 		return; /* already failing: one line, one count */
-	conn_report(c, why);
+	conn_report(c, CONN_END_BACKEND_TLS, why);
 	stats_backend_tls_failed(c->l->stats, kind);
 	SSL_shutdown(c->ssl);
 	ERR_clear_error();
-	flush_then_close(c, NULL);
+	flush_then_close(c, CONN_END_CLOSED);
 	pump(c);
 }
 
@@ -205,7 +205,7 @@ static void backend_connected(struct conn *c)
 	if (c->l->bctx)
 		c->b_tx = &c->bcout;
 	if (c->l->cfg->proxy_protocol != CFG_PROXY_OFF && queue_proxy_header(c) < 0) {
-		conn_close(c, "cannot build the PROXY header");
+		conn_close(c, CONN_END_PROXY_HEADER);
 		return;
 	}
 	if (!c->l->bctx) {
@@ -213,7 +213,7 @@ static void backend_connected(struct conn *c)
 		return;
 	}
 	if (backend_tls_start(c, c->l->bctx) < 0) {
-		conn_close(c, "out of memory");
+		conn_close(c, CONN_END_NO_MEMORY);
 		return;
 	}
 	conn_enter(c, CONN_BACKEND_TLS);
@@ -279,17 +279,20 @@ static void pump_handshake(struct conn *c)
 		if (handshake_client_done(c)) {
 			/* Nothing to forward: answer the close_notify and close, no backend. */
 			c->tier_note = "client closed before sending data: backend not connected";
-			conn_report(c, "ok");
+			conn_report(c, CONN_END_OK, NULL);
 			SSL_shutdown(c->ssl);
-			flush_then_close(c, NULL);
+			flush_then_close(c, CONN_END_CLOSED);
 			return;
 		}
 		start_connect(c);
 		return;
 	}
 	if (r < 0) {
-		conn_report(c, why);
-		flush_then_close(c, "handshake failed"); /* the alert OpenSSL queued goes first */
+		enum conn_end end =
+		    r == -ECONNRESET ? CONN_END_CLIENT_GONE : CONN_END_HANDSHAKE_FAILED;
+
+		conn_report(c, end, why);
+		flush_then_close(c, end); /* the alert OpenSSL queued goes first */
 		return;
 	}
 	conn_post_send(c, true);
@@ -306,7 +309,8 @@ static void pump_hello(struct conn *c)
 		c->hs_ms = c->env->now_ms - c->start_ms;
 		start_connect(c);
 	} else if (r < 0) {
-		conn_close(c, why);
+		conn_report(c, CONN_END_HELLO_REFUSED, why);
+		conn_close(c, CONN_END_HELLO_REFUSED);
 	} else {
 		conn_post_recv(c, true);
 	}
@@ -340,7 +344,7 @@ static void pump(struct conn *c)
 	case CONN_FLUSH:
 		conn_post_send(c, true);
 		if (!conn_busy(c, OP_CSEND))
-			conn_close(c, c->reason);
+			conn_close(c, c->end);
 		break;
 	case CONN_CLOSING:
 	case CONN_STATE_N:
@@ -388,9 +392,10 @@ static void on_recv(struct conn *c, bool client, int res)
 	} else if (!client && c->state == CONN_FLUSH) {
 		/* only the client's last records matter now */
 	} else if (c->state != CONN_CLOSING) {
-		conn_close(c, client
-				  ? (res == -ECONNRESET ? "client reset" : "client recv error")
-				  : (res == -ECONNRESET ? "backend reset" : "backend recv error"));
+		conn_close(
+		    c, client
+			   ? (res == -ECONNRESET ? CONN_END_CLIENT_RESET : CONN_END_CLIENT_RECV)
+			   : (res == -ECONNRESET ? CONN_END_BACKEND_RESET : CONN_END_BACKEND_RECV));
 	}
 }
 
@@ -410,8 +415,8 @@ static void on_send(struct conn *c, bool client, int res)
 	} else if (c->state != CONN_CLOSING) {
 		bool reset = res == -ECONNRESET || res == -EPIPE;
 
-		conn_close(c, client ? (reset ? "client reset" : "client send failed")
-				     : (reset ? "backend reset" : "backend send failed"));
+		conn_close(c, client ? (reset ? CONN_END_CLIENT_RESET : CONN_END_CLIENT_SEND)
+				     : (reset ? CONN_END_BACKEND_RESET : CONN_END_BACKEND_SEND));
 	}
 }
 
@@ -466,14 +471,14 @@ void conn_check_timeout(struct conn *c, uint64_t now_ms)
 		if (!c->flush_ms)
 			c->flush_ms = now_ms;
 		if (now_ms - c->flush_ms >= l->timeouts.close_ms)
-			conn_close(c, "close timeout: the client took none of the last records");
+			conn_close(c, CONN_END_CLOSE_TIMEOUT);
 		break;
 	case CONN_HANDSHAKE:
 	case CONN_HELLO:
 		if (!(c->flags & CF_HELLO) && now_ms - c->start_ms >= hello_ms)
-			conn_close(c, "client hello timeout");
+			conn_close(c, CONN_END_HELLO_TIMEOUT);
 		else if (now_ms - c->start_ms >= l->timeouts.handshake_ms)
-			conn_close(c, "handshake timeout");
+			conn_close(c, CONN_END_HANDSHAKE_TIMEOUT);
 		break;
 	case CONN_BACKEND_TLS:
 		if (now_ms - c->bhs_start_ms >= l->timeouts.connect_ms)
@@ -486,13 +491,13 @@ void conn_check_timeout(struct conn *c, uint64_t now_ms)
 		if (c->state != CONN_FORWARDING)
 			break;
 		if (now_ms - c->active_ms >= l->timeouts.idle_ms)
-			conn_close(c, "idle timeout");
+			conn_close(c, CONN_END_IDLE_TIMEOUT);
 		else if (now_ms - c->active_ms >= PARK_MS && c->dp->idle)
 			c->dp->idle(c);
 		break;
 	case CONN_TIER_SELECT:
 		if (now_ms - c->active_ms >= l->timeouts.idle_ms)
-			conn_close(c, "idle timeout");
+			conn_close(c, CONN_END_IDLE_TIMEOUT);
 		break;
 	case CONN_CONNECTING:
 	case CONN_CLOSING:
@@ -537,7 +542,7 @@ int conn_accept(struct conn_env *env, struct state *st, struct listener_rt *l, i
 		c->b_tx = &c->bout;
 		c->state = CONN_HANDSHAKE;
 		if (handshake_start(c, l->ctx) < 0)
-			conn_close(c, "out of memory");
+			conn_close(c, CONN_END_NO_MEMORY);
 		else
 			pump(c);
 	} else {

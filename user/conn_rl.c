@@ -5,7 +5,7 @@
 #include "conn.h"
 #include "conn_rl.h"
 #include "handshake.h"
-#include "log.h"
+#include "conn_log.h"
 #include "rlayer.h"
 #include "state.h"
 #include "tls_wire.h"
@@ -43,13 +43,12 @@ static bool fail(struct conn *c, const char *why, uint8_t alert)
 {
 	uint8_t a[2] = { TLS_ALERT_LEVEL_FATAL, alert };
 
-	log_info("conn peer=%s listener=%s: TLS error from client: %s", c->peer_text,
-		 c->l->cfg->name, why);
+	conn_log(c, LOG_INFO, "TLS error from client: %s", why);
 	if (!alert || (c->flags & CF_C_NOTIFY) || seal_small(c, TLS_CT_ALERT, a, sizeof(a)) < 0) {
-		conn_close(c, "client TLS error");
+		conn_close(c, CONN_END_CLIENT_TLS);
 		return false;
 	}
-	conn_close_after_flush(c, "client TLS error");
+	conn_close_after_flush(c, CONN_END_CLIENT_TLS);
 	return false;
 }
 
@@ -73,9 +72,8 @@ static bool on_alert(struct conn *c, const uint8_t *p, uint32_t n)
 	}
 	snprintf(why, sizeof(why), "alert %s (level %u, code %u)", SSL_alert_desc_string_long(p[1]),
 		 p[0], p[1]);
-	log_info("conn peer=%s listener=%s: TLS error from client: %s", c->peer_text,
-		 c->l->cfg->name, why);
-	conn_close(c, "client TLS error");
+	conn_log(c, LOG_INFO, "TLS error from client: %s", why);
+	conn_close(c, CONN_END_CLIENT_TLS);
 	return false;
 }
 
@@ -137,8 +135,7 @@ static bool on_handshake(struct conn *c, const uint8_t *p, uint32_t n)
 		return fail(c, "KeyUpdate: key derivation failed", TLS_ALERT_INTERNAL_ERROR);
 	if (p[TLS_HS_HEADER])
 		c->rl_pending |= RL_OWE_KEY_UPDATE;
-	log_debug("conn peer=%s listener=%s: client KeyUpdate%s", c->peer_text, c->l->cfg->name,
-		  p[TLS_HS_HEADER] ? " (update requested)" : "");
+	conn_log(c, LOG_DEBUG, "client KeyUpdate%s", p[TLS_HS_HEADER] ? " (update requested)" : "");
 	return true;
 }
 
@@ -150,7 +147,7 @@ bool conn_rl_decrypt(struct conn *c)
 
 	while (!(c->flags & CF_C_DONE)) {
 		if (buf_ready(o) < 0) {
-			conn_close(c, "out of memory");
+			conn_close(c, CONN_END_NO_MEMORY);
 			return false;
 		}
 		if (buf_space(o) < RLAYER_MAX_OPEN)
@@ -249,7 +246,7 @@ bool conn_rl_encrypt(struct conn *c, unsigned peer_done)
 	}
 	while (buf_len(in)) {
 		if (buf_ready(o) < 0) {
-			conn_close(c, "out of memory");
+			conn_close(c, CONN_END_NO_MEMORY);
 			return false;
 		}
 		n = MIN(buf_len(in), TLS_MAX_PLAINTEXT);

@@ -191,9 +191,11 @@ static void reset(struct conn *c, bool client, int err)
 
 	setsockopt(client ? c->bfd : c->cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	conn_log(c, LOG_DEBUG, "%s socket: %s", client ? "client" : "backend", strerror(err));
-	conn_close(c, err == ENOBUFS ? "sockmap backlog limit"
-		      : client	     ? (err == ECONNRESET ? "client reset" : "client socket error")
-			       : (err == ECONNRESET ? "backend reset" : "backend socket error"));
+	conn_close(
+	    c, err == ENOBUFS ? CONN_END_SOCKMAP_BACKLOG
+	       : client
+		   ? (err == ECONNRESET ? CONN_END_CLIENT_RESET : CONN_END_CLIENT_SOCKET)
+		   : (err == ECONNRESET ? CONN_END_BACKEND_RESET : CONN_END_BACKEND_SOCKET_ERROR));
 }
 
 static int so_error(int fd)
@@ -292,7 +294,7 @@ static void check_drain(struct conn *c, struct sockmap_state *st)
 			conn_shutdown_wr(c, to_client);
 	}
 	if (conn_both_done(c))
-		conn_close(c, NULL);
+		conn_close(c, CONN_END_CLOSED);
 }
 
 static void pump(struct conn *c)
@@ -430,7 +432,8 @@ static void reset_over_budget(struct conn *c, struct sockmap_state *st, uint64_t
 	set_hot(c, st, false);
 	set_backlog(st, 0);
 	reset(c, !to_client, ENOBUFS);
-	conn_abort(c, NULL); /* freed now if nothing is in flight: c and st may be gone */
+	conn_abort(c,
+		   CONN_END_CLOSED); /* freed now if nothing is in flight: c and st may be gone */
 }
 
 /* While the bytes on their way over all connections exceed limits.sockmap_backlog, resets this

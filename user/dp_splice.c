@@ -33,7 +33,6 @@
 
 #define PIPE_SIZE (256u << 10)
 
-
 /* One direction: src socket → pipe → dst socket. */
 struct splice_dir {
 	int pipe[2];
@@ -85,8 +84,8 @@ static int read_control(struct conn *c)
 
 	if (n < 0) {
 		conn_log(c, LOG_INFO, "kTLS recvmsg: %s", strerror(errno));
-		conn_close(c, errno == EBADMSG ? "client record failed authentication"
-					       : "client kTLS receive failed");
+		conn_close(c, errno == EBADMSG ? CONN_END_CLIENT_BAD_RECORD
+					       : CONN_END_CLIENT_KTLS_RECV);
 		return -EPROTO;
 	}
 	cm = CMSG_FIRSTHDR(&msg);
@@ -96,15 +95,15 @@ static int read_control(struct conn *c)
 		return 0;
 	if (type == TLS_CT_ALERT && n >= 2) {
 		conn_log(c, LOG_INFO, "client sent alert %u (level %u)", data[1], data[0]);
-		conn_close(c, "client alert");
+		conn_close(c, CONN_END_CLIENT_ALERT);
 	} else if (type == TLS_CT_HANDSHAKE && n >= 1 && data[0] == TLS_HS_KEY_UPDATE) {
 		conn_log(c, LOG_INFO,
 			 "client sent a TLS 1.3 KeyUpdate; the kernel's TLS cannot follow a key "
 			 "change before Linux 6.14, closing");
-		conn_close(c, "client KeyUpdate");
+		conn_close(c, CONN_END_CLIENT_KEY_UPDATE);
 	} else {
 		conn_log(c, LOG_INFO, "unexpected TLS record type %u after handoff", type);
-		conn_close(c, "unexpected client record");
+		conn_close(c, CONN_END_UNEXPECTED_RECORD);
 	}
 	return -EPROTO;
 }
@@ -140,10 +139,9 @@ static bool move(struct conn *c, struct splice_dir *d, bool c2b)
 			} else {
 				conn_log(c, LOG_DEBUG, "splice %s→pipe: %s",
 					 c2b ? "client" : "backend", strerror(errno));
-				conn_close(c, c2b ? (errno == EBADMSG ? "client record failed "
-									"authentication"
-								      : "client receive failed")
-						  : "backend receive failed");
+				conn_close(c, c2b ? (errno == EBADMSG ? CONN_END_CLIENT_BAD_RECORD
+								      : CONN_END_CLIENT_RECV_FAILED)
+						  : CONN_END_BACKEND_RECV_FAILED);
 				return false;
 			}
 		}
@@ -159,9 +157,10 @@ static bool move(struct conn *c, struct splice_dir *d, bool c2b)
 			} else {
 				bool reset = errno == ECONNRESET || errno == EPIPE;
 
-				conn_close(c,
-					   c2b ? (reset ? "backend reset" : "backend send failed")
-					       : (reset ? "client reset" : "client send failed"));
+				conn_close(
+				    c,
+				    c2b ? (reset ? CONN_END_BACKEND_RESET : CONN_END_BACKEND_SEND)
+					: (reset ? CONN_END_CLIENT_RESET : CONN_END_CLIENT_SEND));
 				return false;
 			}
 		}
@@ -203,7 +202,7 @@ static void pump(struct conn *c)
 		conn_shutdown_wr(c, true);
 	}
 	if (conn_both_done(c))
-		conn_close(c, NULL);
+		conn_close(c, CONN_END_CLOSED);
 }
 
 static void release(struct conn *c)

@@ -64,11 +64,11 @@ static bool tls_failed(struct conn *c, bool backend, bool sending, const struct 
 	if (!backend && !sending && buf_len(&c->cout)) {
 		/* OpenSSL queued its fatal alert (bad_record_mac, unexpected_message, ...) in cout:
 		 * it goes out before the close, as RFC 5246 §7.2.2 wants. */
-		conn_close_after_flush(c, "client TLS error");
+		conn_close_after_flush(c, CONN_END_CLIENT_TLS);
 		return false;
 	}
-	conn_close(c, backend ? (sending ? "backend TLS write error" : "backend TLS error")
-			      : (sending ? "TLS write error" : "client TLS error"));
+	conn_close(c, backend ? (sending ? CONN_END_BACKEND_TLS_WRITE : CONN_END_BACKEND_TLS_ERROR)
+			      : (sending ? CONN_END_TLS_WRITE : CONN_END_CLIENT_TLS));
 	return false;
 }
 
@@ -84,7 +84,7 @@ static bool tls_decrypt(struct conn *c, bool backend)
 		return conn_rl_decrypt(c);
 	while (!(c->flags & t.done)) {
 		if (buf_ready(o) < 0) {
-			conn_close(c, "out of memory");
+			conn_close(c, CONN_END_NO_MEMORY);
 			return false;
 		}
 		if (o->tail == o->cap)
@@ -123,7 +123,7 @@ static bool tls_encrypt(struct conn *c, bool backend)
 		return conn_rl_encrypt(c, t.peer_done);
 	while (buf_len(in) && !(c->flags & t.notify)) {
 		if (buf_ready(o) < 0) {
-			conn_close(c, "out of memory");
+			conn_close(c, CONN_END_NO_MEMORY);
 			return false;
 		}
 		if (buf_space(o) < RECORD_ROOM)
@@ -183,7 +183,7 @@ static void pump_tls(struct conn *c)
 	if ((c->flags & CF_C_NOTIFY) && !buf_len(&c->cout) && !c->cout.pins)
 		conn_shutdown_wr(c, true);
 	if (conn_both_done(c))
-		conn_close(c, NULL);
+		conn_close(c, CONN_END_CLOSED);
 }
 
 static void pump_plain(struct conn *c)
@@ -197,7 +197,7 @@ static void pump_plain(struct conn *c)
 	if ((c->flags & CF_BIN_EOF) && !buf_len(&c->bin) && !c->bin.pins)
 		conn_shutdown_wr(c, true);
 	if (conn_both_done(c))
-		conn_close(c, NULL);
+		conn_close(c, CONN_END_CLOSED);
 }
 
 static void pump(struct conn *c)

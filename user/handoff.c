@@ -28,7 +28,7 @@ static const char *session_keys(struct conn *c, struct ktls_keys *keys, struct k
 				    : "record sequence unknown";
 	if (ktls_derive(c->ssl, keys) < 0)
 		return "key derivation failed";
-	/* TLS 1.2 GCM/CCM: continue OpenSSL's explicit nonces rather than restart them. */
+	/* TLS 1.2 GCM: continue OpenSSL's explicit nonces rather than restart them. */
 	if (keys->version == TLS1_2_VERSION && keys->cipher != KTLS_CHACHA20_POLY1305 &&
 	    c->tx_rec.after_ccs > 0)
 		ktls_keys_follow_tls12_nonce(keys, c->tx_rec.last8);
@@ -89,7 +89,7 @@ enum handoff_result handoff_try(struct conn *c)
 		dp_splice.release(c);
 		if (kstate == KTLS_STATE_PLAIN)
 			return stay(c, "kTLS install failed (see warning)");
-		conn_close(c, "kTLS install failed half-way");
+		conn_close(c, CONN_END_KTLS_HALFWAY);
 		return HANDOFF_FATAL;
 	}
 	/* From here nothing may fail: the kernel owns the session, and c goes on dp_splice. */

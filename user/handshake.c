@@ -8,7 +8,7 @@
 #include "err.h"
 #include "handoff.h"
 #include "handshake.h"
-#include "log.h"
+#include "conn_log.h"
 #include "ratelog.h"
 #include "state.h"
 #include "tls_wire.h"
@@ -24,8 +24,7 @@ void handshake_log_renegotiation(struct conn *c)
 		c->renegs++;
 	if (c->renegs != 1 || !ratelog_allow(&all, c->env->now_ms, &left_out))
 		return;
-	log_info("conn peer=%s listener=%s: client attempted renegotiation: refused%s",
-		 c->peer_text, c->l->cfg->name,
+	conn_log(c, LOG_INFO, "client attempted renegotiation: refused%s",
 		 left_out ? " (and more on other connections, not logged)" : "");
 }
 
@@ -84,6 +83,10 @@ int handshake_step(struct conn *c, const char **why)
 	case SSL_ERROR_WANT_WRITE:
 	case SSL_ERROR_WANT_CLIENT_HELLO_CB:
 		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+	case SSL_ERROR_SYSCALL:
+		*why = handshake_error(c->ssl, r);
+		return -ECONNRESET;
 	default:
 		*why = handshake_error(c->ssl, r);
 		return -EPROTO;

@@ -11,7 +11,8 @@
 #include "conn.h"
 
 int handshake_start(struct conn *c, SSL_CTX *ctx) __attribute__((warn_unused_result));
-/* Advances the handshake: 1 = finished, 0 = needs I/O, negative = failed (why says why). */
+/* Advances the handshake: 1 = finished, 0 = needs I/O, -ECONNRESET = the client closed or reset
+ * first, -EPROTO = a TLS failure (why says why in both cases). */
 int handshake_step(struct conn *c, const char **why);
 /* After the handshake: true when the client has already ended its sending side — a close_notify
  * or a FIN with no application data before it. Such a connection has nothing to forward, so the

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "conn_data.h"
+#include "conn_end.h"
 #include "conn_bpf.h"
 #include "hostname.h"
 #include "state.h"
@@ -23,18 +24,7 @@ static void reason_text(const char *result, char *out, size_t len)
 	snprintf(out, len, "%s", *r ? r : result);
 }
 
-static enum stats_hs classify(const struct conn *c, const char *result)
-{
-	if (strcmp(result, "ok") == 0 || (c->ssl && SSL_is_init_finished(c->ssl)))
-		return STATS_HS_OK;
-	if (strcmp(result, "handshake timeout") == 0 || strcmp(result, "client hello timeout") == 0)
-		return STATS_HS_TIMEOUT;
-	if (strncmp(result, "error:", 6) == 0 || strncmp(result, "SSL error", 9) == 0)
-		return STATS_HS_FAILED;
-	return STATS_HS_ABORTED; /* the client closed or reset, shutdown, out of memory */
-}
-
-void stats_conn_logged(struct conn *c, const char *result)
+void stats_conn_logged(struct conn *c, enum conn_end end, const char *detail)
 {
 	struct stats_listener *sl = c->l->stats;
 	const char *sni;
@@ -44,9 +34,7 @@ void stats_conn_logged(struct conn *c, const char *result)
 	c->tier = (uint8_t)(c->dp ? c->dp->id : KTLSD_TIER_NONE);
 	stats_conn_tier(sl, (enum ktlsd_tier)c->tier);
 	conn_bpf_open(c);
-	if (!result)
-		result = "closed";
-	if (strcmp(result, "backend-unreachable") == 0)
+	if (conn_end_info(end)->backend_failure)
 		atomic_fetch_add_explicit(&sl->backend_failures, 1, memory_order_relaxed);
 	if (c->ssl) {
 		sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
@@ -63,10 +51,11 @@ void stats_conn_logged(struct conn *c, const char *result)
 	}
 	if (c->l->cfg->protocol != CFG_PROTO_TLS)
 		return;
-	r = classify(c, result);
+	/* A handshake that completed counts as ok, whatever ended the connection afterwards. */
+	r = c->ssl && SSL_is_init_finished(c->ssl) ? STATS_HS_OK : conn_end_info(end)->hs;
 	if (r == STATS_HS_OK && c->ssl && SSL_session_reused(c->ssl))
 		atomic_fetch_add_explicit(&sl->resumed, 1, memory_order_relaxed);
-	reason_text(result, reason, sizeof(reason));
+	reason_text(detail ? detail : conn_end_name(end), reason, sizeof(reason));
 	stats_handshake(sl, r, c->hs_ms * 1000, r == STATS_HS_OK ? NULL : reason);
 }
 

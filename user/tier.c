@@ -20,7 +20,7 @@ static void forward_on(struct conn *c, const struct dp_ops *dp)
 {
 	conn_set_tier(c, dp);
 	conn_enter(c, CONN_FORWARDING);
-	conn_report(c, "ok");
+	conn_report(c, CONN_END_OK, NULL);
 }
 
 void tier_choose(struct conn *c)

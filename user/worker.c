@@ -272,7 +272,7 @@ static void on_tick(struct worker *w)
 	if (w->drain_deadline_ms && w->env.now_ms >= w->drain_deadline_ms) {
 		for (c = w->env.conns; c; c = next) {
 			next = c->next;
-			conn_abort(c, "drain deadline");
+			conn_abort(c, CONN_END_DRAIN_DEADLINE);
 		}
 	}
 	if (w->drain_deadline_ms && w->env.n_conns == 0)
@@ -388,7 +388,7 @@ void worker_destroy(struct worker *w)
 
 	for (c = w->env.conns; c; c = next) {
 		next = c->next;
-		conn_abort(c, "shutdown");
+		conn_abort(c, CONN_END_SHUTDOWN);
 	}
 	if (w->ring_ok)
 		ring_exit(&w->ring); /* no completion can arrive after this */

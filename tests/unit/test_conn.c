@@ -282,7 +282,7 @@ static void test_connect_timeout_tries_the_next_server(void **state)
 	run();
 	be = backend_end();
 	assert_int_equal(c->state, CONN_FORWARDING);
-	conn_abort(c, "drain deadline"); /* what a drain at SIGTERM does at its deadline */
+	conn_abort(c, CONN_END_DRAIN_DEADLINE); /* what a drain at SIGTERM does at its deadline */
 	assert_int_equal(c->state, CONN_CLOSING);
 	assert_int_equal(env.n_conns, 1); /* freed only once its receives come back */
 	run();
@@ -853,9 +853,23 @@ static void test_sockmap_backlog_guard(void **state)
 	close(be);
 }
 
+/* Every outcome has its name in the one table (the log, the metrics and ktlsctl read it). */
+static void test_every_end_is_named(void **state)
+{
+	for (unsigned e = 0; e < CONN_END_N; e++) {
+		assert_non_null(conn_end_name((enum conn_end)e));
+		for (unsigned f = 0; f < e; f++)
+			assert_string_not_equal(conn_end_name((enum conn_end)e),
+						conn_end_name((enum conn_end)f));
+	}
+	for (unsigned s = 0; s < CONN_STATE_N; s++)
+		assert_string_not_equal(conn_state_name((enum conn_state)s), "?");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_every_end_is_named),
 		cmocka_unit_test_setup_teardown(test_tcp_half_close_client_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tcp_half_close_backend_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backend_unreachable, setup, teardown),

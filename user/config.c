@@ -198,7 +198,8 @@ static char *resolve_path(const struct config *cfg, const char *rel)
 	return out;
 }
 
-int config_parse_addr(const char *text, struct cfg_addr *out, const char **why)
+/* "host:port", "[v6]:port" or "*:port" → address; returns 0 or -EINVAL with a reason in why. */
+static int config_parse_addr(const char *text, struct cfg_addr *out, const char **why)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res = NULL;

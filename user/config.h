@@ -182,8 +182,6 @@ void config_errors_free(struct cfg_errors *errs);
 struct config *config_get(struct config *c);
 void config_put(struct config *c); /* accepts NULL; frees on the last reference */
 
-/* "host:port", "[v6]:port" or "*:port" → address; returns 0 or -EINVAL with a reason in why. */
-int config_parse_addr(const char *text, struct cfg_addr *out, const char **why);
 const struct cfg_listener *config_listener_by_name(const struct config *c, const char *name);
 
 #endif

@@ -19,12 +19,12 @@ enum ktlsd_tier {
 	KTLSD_TIER_N
 };
 
-/* Where a connection is in its life (conn.h's phases, as far as the kernel can see them). */
+/* The state a connection's conns entry records (struct ktlsd_conn.state), as ktlsd last wrote
+ * it there. bpftool users read these numbers: they stay fixed (2 is unused). */
 enum ktlsd_state {
 	KTLSD_STATE_FORWARDING = 1,  /* both directions open */
-	KTLSD_STATE_HANDOVER = 2,    /* sockmap: the sockets are being put in the map */
 	KTLSD_STATE_HALF_CLOSED = 3, /* one direction has ended */
-	KTLSD_STATE_CLOSING = 4,
+	KTLSD_STATE_CLOSING = 4,     /* ktlsd is closing the connection */
 };
 
 enum ktlsd_dir {

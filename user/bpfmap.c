@@ -164,8 +164,9 @@ void bpfmap_pair_del(uint64_t ccookie, uint64_t bcookie)
 	bpf_map_delete_elem(pfd, &bcookie);
 }
 
-int bpfmap_counter(uint32_t listener, enum ktlsd_reason reason, enum ktlsd_dir dir,
-		   struct ktlsd_counter *out)
+/* Sum over CPUs of the counters of (listener, reason, dir); 0 when absent. */
+static int bpfmap_counter(uint32_t listener, enum ktlsd_reason reason, enum ktlsd_dir dir,
+			  struct ktlsd_counter *out)
 {
 	struct ktlsd_counter_key k = { .listener = listener,
 				       .reason = (__u16)reason,

@@ -45,8 +45,4 @@ int bpfmap_pair_add(int cfd, uint64_t ccookie, int bfd, uint64_t bcookie,
 /* Takes both sockets out of the sockhash, then their peers entries. */
 void bpfmap_pair_del(uint64_t ccookie, uint64_t bcookie);
 
-/* Sum over CPUs of the counters of (listener, reason, dir); 0 when absent. */
-int bpfmap_counter(uint32_t listener, enum ktlsd_reason reason, enum ktlsd_dir dir,
-		   struct ktlsd_counter *out) __must_check;
-
 #endif

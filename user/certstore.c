@@ -377,7 +377,6 @@ int certstore_cert_load(const char *cert_path, const char *key_path, struct cert
 	*out = NULL;
 	if (!c)
 		goto cleanup;
-	c->refs = 1;
 	c->path = strdup(cert_path);
 	c->chain = sk_X509_new_null();
 	if (!c->path || !c->chain)
@@ -410,15 +409,9 @@ cleanup:
 	return ret;
 }
 
-struct certstore_cert *certstore_cert_ref(struct certstore_cert *c)
-{
-	__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
-	return c;
-}
-
 void certstore_cert_free(struct certstore_cert *c)
 {
-	if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0)
+	if (!c)
 		return;
 	X509_free(c->leaf);
 	sk_X509_pop_free(c->chain, X509_free);
@@ -478,36 +471,9 @@ int certstore_cert_check_ctx(SSL_CTX *ctx, const struct certstore_cert *c, char 
 	return ret;
 }
 
-enum certstore_keytype certstore_cert_key_type(const struct certstore_cert *c)
-{
-	return c->type;
-}
-
-const char *certstore_keytype_name(enum certstore_keytype t)
-{
-	switch (t) {
-	case CERTSTORE_KEY_RSA:
-		return "RSA";
-	case CERTSTORE_KEY_ECDSA:
-		return "ECDSA";
-	default:
-		return "other";
-	}
-}
-
 const char *certstore_cert_key_desc(const struct certstore_cert *c)
 {
 	return c->key_desc;
-}
-
-int certstore_cert_key_bits(const struct certstore_cert *c)
-{
-	return c->bits;
-}
-
-unsigned int certstore_cert_curve(const struct certstore_cert *c)
-{
-	return c->curve;
 }
 
 time_t certstore_cert_not_before(const struct certstore_cert *c)

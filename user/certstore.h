@@ -2,9 +2,8 @@
  * per connection from the ClientHello by the rules of DESIGN §3. The rules and the choices made
  * where the documents leave room are written down at the top of certstore_select.c.
  *
- * A struct certstore_cert is immutable once loaded and reference counted, so one certificate can
- * sit in several listeners and in the old and new config snapshot during a reload; SSL objects it
- * was applied to hold their own references to its X509 and key. */
+ * A struct certstore_cert is immutable once loaded, and has one owner; SSL objects it was applied
+ * to hold their own references to its X509 and key, so it may be freed while they live. */
 #ifndef KTLSD_CERTSTORE_H
 #define KTLSD_CERTSTORE_H
 
@@ -19,8 +18,6 @@
 
 struct certstore_cert;
 
-enum certstore_keytype { CERTSTORE_KEY_RSA, CERTSTORE_KEY_ECDSA, CERTSTORE_KEY_OTHER };
-
 /* The ECDSA curves a certificate may use (certstore_cert_load refuses others: TLS 1.3 cannot sign
  * with them). A ClientHello can rule a curve out: TLS 1.3 binds the curve to the signature
  * algorithm, TLS 1.2 to the supported_groups extension. */
@@ -30,17 +27,15 @@ enum certstore_keytype { CERTSTORE_KEY_RSA, CERTSTORE_KEY_ECDSA, CERTSTORE_KEY_O
 #define CERTSTORE_CURVE_ALL 0x7u
 
 /* Loads a PEM chain (leaf first, then intermediates, all of which are sent) and an unencrypted PEM
- * private key; cert_path and key_path may be the same file. Returns 0 and a certificate with one
- * reference in *out, or a negative errno and an operator-readable message naming the file in err:
- * -ENOENT/-EACCES/... the file cannot be read; -EINVAL not PEM (DER is recognised and the
- * conversion command given), empty, no certificate or key in it, malformed, key does not match;
- * -ENOTSUP encrypted key, key type other than RSA or ECDSA P-256/P-384/P-521. Expiry is not
+ * private key; cert_path and key_path may be the same file. Returns 0 and the certificate in *out
+ * (certstore_cert_free frees it), or a negative errno and an operator-readable message naming the
+ * file in err: -ENOENT/-EACCES/... the file cannot be read; -EINVAL not PEM (DER is recognised and
+ * the conversion command given), empty, no certificate or key in it, malformed, key does not
+ * match; -ENOTSUP encrypted key, key type other than RSA or ECDSA P-256/P-384/P-521. Expiry is not
  * checked (Huawei: "ELB does not check certificate validity"): see certstore_cert_is_expired. */
 int certstore_cert_load(const char *cert_path, const char *key_path, struct certstore_cert **out,
 			char *err, size_t errlen) __attribute__((warn_unused_result));
-/* Takes another reference; returns c. */
-struct certstore_cert *certstore_cert_ref(struct certstore_cert *c);
-/* Drops a reference, freeing on the last one. Accepts NULL. */
+/* Frees c; accepts NULL. */
 void certstore_cert_free(struct certstore_cert *c);
 
 /* Huawei SNI binding (DESIGN §3 rule 6): every domain must match a name of the certificate, by
@@ -58,13 +53,8 @@ int certstore_cert_check_ctx(SSL_CTX *ctx, const struct certstore_cert *c, char 
     __attribute__((warn_unused_result));
 
 /* Accessors. Strings live as long as the certificate. */
-enum certstore_keytype certstore_cert_key_type(const struct certstore_cert *c);
-const char *certstore_keytype_name(enum certstore_keytype t); /* "RSA", "ECDSA", "other" */
 /* "RSA-2048", "ECDSA-P256": for ktlsctl certs and the handshake log line. */
 const char *certstore_cert_key_desc(const struct certstore_cert *c);
-int certstore_cert_key_bits(const struct certstore_cert *c);
-/* CERTSTORE_CURVE_* of an ECDSA certificate, 0 for RSA. */
-unsigned int certstore_cert_curve(const struct certstore_cert *c);
 time_t certstore_cert_not_before(const struct certstore_cert *c);
 time_t certstore_cert_not_after(const struct certstore_cert *c);
 /* True when now is past not-after. Loading never fails on it; the daemon warns and shows it. */

@@ -5,8 +5,9 @@
 
 #include "certstore.h"
 
+enum certstore_keytype { CERTSTORE_KEY_RSA, CERTSTORE_KEY_ECDSA, CERTSTORE_KEY_OTHER };
+
 struct certstore_cert {
-	int refs; /* __atomic builtins */
 	X509 *leaf;
 	STACK_OF(X509) *chain; /* intermediates, in file order; never NULL */
 	EVP_PKEY *key;

@@ -2,7 +2,8 @@
  *
  * Parsing walks the document once against the tables (types, bounds, defaults, unknown keys), then
  * resolve() checks what spans objects: names that refer to other sections, duplicates, limits. All
- * problems are collected; nothing is returned half-valid. */
+ * problems are collected; nothing is returned half-valid. Running out of memory is one of them
+ * ("FILE: PATH: out of memory"), never an abort: a reload that fails keeps the running config. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -54,8 +55,11 @@ struct field {
 };
 
 struct parse {
+	const char *file; /* as given to config_load, for the messages */
 	struct config *cfg;
 	struct cfg_errors *errs;
+	size_t nerr; /* problems found, counted even when their message could not be stored */
+	bool oom;    /* an allocation failed (reported once) */
 	char path[512];
 	size_t plen;
 };
@@ -65,6 +69,14 @@ struct parse {
 		NULL, 0, 0, false, 0, 0, 0, NULL, NULL, NULL, NULL                                 \
 	}
 
+int config_alloc_fail_after = -1;
+
+/* Whether the allocation about to be made is the one config_alloc_fail_after makes fail. */
+static bool alloc_fails(void)
+{
+	return config_alloc_fail_after >= 0 && config_alloc_fail_after-- == 0;
+}
+
 void config_errors_add(struct cfg_errors *errs, const char *fmt, ...)
 {
 	char *msg = NULL;
@@ -72,10 +84,10 @@ void config_errors_add(struct cfg_errors *errs, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
+	if (alloc_fails() || vasprintf(&msg, fmt, ap) < 0)
 		msg = NULL;
 	va_end(ap);
-	grown = msg ? realloc(errs->msgs, (errs->n + 1) * sizeof(*grown)) : NULL;
+	grown = msg && !alloc_fails() ? realloc(errs->msgs, (errs->n + 1) * sizeof(*grown)) : NULL;
 	if (!grown) {
 		free(msg);
 		return;
@@ -101,7 +113,8 @@ __attribute__((format(printf, 2, 3))) static void perr(struct parse *p, const ch
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	config_errors_add(p->errs, "%s: %s: %s", p->cfg->path, p->plen ? p->path : "(top level)",
+	p->nerr++;
+	config_errors_add(p->errs, "%s: %s: %s", p->file, p->plen ? p->path : "(top level)",
 			  reason);
 }
 
@@ -169,36 +182,60 @@ static const char *type_name(const json_t *v)
 	}
 }
 
-static char *xstrdup(const char *s)
+/* An allocation failed: a problem of the file like any other, at the current path, reported
+ * once. The parse goes on without the value (every caller copes with NULL), and config_load
+ * refuses the file. */
+static void oom(struct parse *p)
 {
-	char *d = strdup(s);
+	if (p->oom)
+		return;
+	p->oom = true;
+	perr(p, "out of memory");
+}
+
+/* The allocations of loading: NULL and oom() on failure. */
+static char *xstrdup(struct parse *p, const char *s)
+{
+	char *d = alloc_fails() ? NULL : strdup(s);
 
 	if (!d)
-		abort(); /* config loading does not limp on without memory */
+		oom(p);
 	return d;
 }
 
-static void *xcalloc(size_t n, size_t size)
+static char *xstrndup(struct parse *p, const char *s, size_t n)
 {
-	void *m = calloc(n ? n : 1, size);
+	char *d = alloc_fails() ? NULL : strndup(s, n);
+
+	if (!d)
+		oom(p);
+	return d;
+}
+
+static void *xcalloc(struct parse *p, size_t n, size_t size)
+{
+	void *m = alloc_fails() ? NULL : calloc(n ? n : 1, size);
 
 	if (!m)
-		abort();
+		oom(p);
 	return m;
 }
 
-static char *resolve_path(const struct config *cfg, const char *rel)
+static char *resolve_path(struct parse *p, const char *rel)
 {
 	char *out;
 
 	if (rel[0] == '/')
-		return xstrdup(rel);
-	if (asprintf(&out, "%s/%s", cfg->dir, rel) < 0)
-		abort();
+		return xstrdup(p, rel);
+	if (alloc_fails() || asprintf(&out, "%s/%s", p->cfg->dir, rel) < 0) {
+		oom(p);
+		return NULL;
+	}
 	return out;
 }
 
-int config_parse_addr(const char *text, struct cfg_addr *out, const char **why)
+/* "host:port", "[v6]:port" or "*:port" → address; returns 0 or -EINVAL with a reason in why. */
+static int config_parse_addr(const char *text, struct cfg_addr *out, const char **why)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res = NULL;
@@ -312,11 +349,14 @@ static void parse_object(struct parse *p, json_t *obj, const struct field *table
 			*(int *)slot = (int)f->def;
 		} else if ((f->type == F_STR || f->type == F_PATH) && f->sdef) {
 			*(char **)slot =
-			    f->type == F_PATH ? resolve_path(p->cfg, f->sdef) : xstrdup(f->sdef);
+			    f->type == F_PATH ? resolve_path(p, f->sdef) : xstrdup(p, f->sdef);
 		} else if (f->type == F_OBJ) {
-			json_t *empty = json_object();
+			json_t *empty = alloc_fails() ? NULL : json_object();
 
-			parse_object(p, empty, f->sub, slot);
+			if (empty)
+				parse_object(p, empty, f->sub, slot);
+			else
+				oom(p);
 			json_decref(empty);
 		}
 		pop(p, old);
@@ -338,14 +378,16 @@ static void parse_strlist(struct parse *p, const struct field *f, json_t *v, voi
 		perr(p, "at most %lld entries allowed", (long long)f->max);
 		return;
 	}
-	*list = xcalloc(json_array_size(v), sizeof(char *));
+	*list = xcalloc(p, json_array_size(v), sizeof(char *));
+	if (!*list)
+		return;
 	json_array_foreach (v, i, e) {
 		size_t old = push_index(p, i);
 
 		if (!json_is_string(e) || json_string_length(e) == 0)
 			perr(p, "must be a non-empty string");
 		else
-			(*list)[(*count)++] = xstrdup(json_string_value(e));
+			(*list)[(*count)++] = xstrdup(p, json_string_value(e));
 		pop(p, old);
 	}
 }
@@ -362,8 +404,8 @@ static void parse_value(struct parse *p, const struct field *f, json_t *v, void 
 			perr(p, "must be a non-empty string");
 			return;
 		}
-		*(char **)slot = f->type == F_PATH ? resolve_path(p->cfg, json_string_value(v))
-						   : xstrdup(json_string_value(v));
+		*(char **)slot = f->type == F_PATH ? resolve_path(p, json_string_value(v))
+						   : xstrdup(p, json_string_value(v));
 		return;
 	case F_U32:
 	case F_U64:
@@ -436,12 +478,14 @@ static void parse_named(struct parse *p, json_t *v, const struct field *table, v
 		perr(p, "must be an object of named entries, not %s", type_name(v));
 		return;
 	}
-	*arr = xcalloc(json_object_size(v), esz);
+	*arr = xcalloc(p, json_object_size(v), esz);
+	if (!*arr)
+		return;
 	json_object_foreach (v, key, e) {
 		char *elem = (char *)*arr + *n * esz;
 		size_t old = push_key(p, key);
 
-		*(char **)elem = xstrdup(key);
+		*(char **)elem = xstrdup(p, key);
 		parse_object(p, e, table, elem);
 		(*n)++;
 		pop(p, old);
@@ -475,7 +519,9 @@ static int parse_servers(struct parse *p, json_t *v, void *base)
 		perr(p, "must be a non-empty array of \"host:port\" strings");
 		return -EINVAL;
 	}
-	b->servers = xcalloc(json_array_size(v), sizeof(*b->servers));
+	b->servers = xcalloc(p, json_array_size(v), sizeof(*b->servers));
+	if (!b->servers)
+		return -ENOMEM;
 	json_array_foreach (v, i, e) {
 		size_t old = push_index(p, i);
 
@@ -567,7 +613,9 @@ static int parse_routes(struct parse *p, json_t *v, void *base)
 		perr(p, "must be an array of {\"sni\", \"backend\"} objects");
 		return -EINVAL;
 	}
-	l->routes = xcalloc(json_array_size(v), sizeof(*l->routes));
+	l->routes = xcalloc(p, json_array_size(v), sizeof(*l->routes));
+	if (!l->routes)
+		return -ENOMEM;
 	json_array_foreach (v, i, e) {
 		size_t old = push_index(p, i);
 
@@ -619,7 +667,9 @@ static int parse_listeners(struct parse *p, json_t *v, void *base)
 		perr(p, "must be a non-empty array of listener objects");
 		return -EINVAL;
 	}
-	cfg->listeners = xcalloc(json_array_size(v), sizeof(*cfg->listeners));
+	cfg->listeners = xcalloc(p, json_array_size(v), sizeof(*cfg->listeners));
+	if (!cfg->listeners)
+		return -ENOMEM;
 	json_array_foreach (v, i, e) {
 		struct cfg_listener *l = &cfg->listeners[cfg->n_listeners++];
 		size_t old = push_index(p, i);
@@ -627,7 +677,7 @@ static int parse_listeners(struct parse *p, json_t *v, void *base)
 		l->client_auth.ca = -1;
 		parse_object(p, e, listener_fields, l);
 		if (!l->name)
-			l->name = xstrdup(l->bind.text[0] ? l->bind.text : "listener");
+			l->name = xstrdup(p, l->bind.text[0] ? l->bind.text : "listener");
 		pop(p, old);
 	}
 	return 0;
@@ -781,8 +831,8 @@ static void resolve_listener(struct parse *p, struct cfg_listener *l, size_t li)
 	if (l->n_certs > l->max_certificates)
 		ferr(p, "certificates", "%zu certificates exceed max_certificates (%u)", l->n_certs,
 		     l->max_certificates);
-	l->certs = xcalloc(l->n_certs, sizeof(size_t));
-	for (size_t j = 0; j < l->n_certs; j++) {
+	l->certs = xcalloc(p, l->n_certs, sizeof(size_t));
+	for (size_t j = 0; l->certs && j < l->n_certs; j++) {
 		idx = find_named(cfg->certs, cfg->n_certs, sizeof(*cfg->certs), l->cert_names[j]);
 		if (idx < 0) {
 			char f[48];
@@ -955,18 +1005,21 @@ void config_put(struct config *c)
 
 int config_load(const char *path, struct config **out, struct cfg_errors *errs)
 {
-	struct config *cfg = xcalloc(1, sizeof(*cfg));
-	struct parse p = { .cfg = cfg, .errs = errs };
+	struct parse p = { .file = path, .errs = errs };
+	struct config *cfg = xcalloc(&p, 1, sizeof(*cfg));
 	json_error_t jerr;
 	json_t *root = NULL;
 	const char *slash;
 	int ret = 0;
 
+	ENSURE(cfg, ENOMEM);
+	p.cfg = cfg;
 	atomic_init(&cfg->refs, 1);
-	cfg->path = xstrdup(path);
+	cfg->path = xstrdup(&p, path);
 	slash = strrchr(path, '/');
-	cfg->dir =
-	    slash ? strndup(path, (size_t)(slash - path == 0 ? 1 : slash - path)) : xstrdup(".");
+	cfg->dir = slash ? xstrndup(&p, path, (size_t)(slash - path == 0 ? 1 : slash - path))
+			 : xstrdup(&p, ".");
+	ENSURE(!p.oom, ENOMEM);
 	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
 		if (jerr.line > 0)
@@ -977,9 +1030,10 @@ int config_load(const char *path, struct config **out, struct cfg_errors *errs)
 		ENSURE(false, EINVAL);
 	}
 	parse_object(&p, root, top_fields, cfg);
-	if (errs->n == 0)
+	if (p.nerr == 0)
 		resolve(&p);
-	ENSURE(errs->n == 0, EINVAL);
+	ENSURE(!p.oom, ENOMEM);
+	ENSURE(p.nerr == 0, EINVAL);
 	*out = cfg;
 	cfg = NULL;
 cleanup:

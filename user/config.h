@@ -176,7 +176,9 @@ struct cfg_errors {
 };
 
 /* Loads and validates PATH. On success *out holds a snapshot with one reference and errs is empty.
- * On failure returns a negative errno and errs lists every problem (the caller frees it). */
+ * On failure returns a negative errno (-ENOMEM when an allocation failed, which is reported like
+ * any other problem: "FILE: PATH: out of memory") and errs lists every problem (the caller frees
+ * it). Nothing is left allocated on failure. */
 int config_load(const char *path, struct config **out, struct cfg_errors *errs) __must_check;
 void config_errors_add(struct cfg_errors *errs, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -185,8 +187,11 @@ void config_errors_free(struct cfg_errors *errs);
 struct config *config_get(struct config *c);
 void config_put(struct config *c); /* accepts NULL; frees on the last reference */
 
-/* "host:port", "[v6]:port" or "*:port" → address; returns 0 or -EINVAL with a reason in why. */
-int config_parse_addr(const char *text, struct cfg_addr *out, const char **why);
 const struct cfg_listener *config_listener_by_name(const struct config *c, const char *name);
+
+/* Test hook, like ktls_set_ops in ktls.h: never set outside unit tests. -1 (the default): off.
+ * N >= 0: the next N allocations of config_load and config_errors_add succeed, the one after
+ * fails as if memory had run out, and the hook is off again (-1). Not thread-safe. */
+extern int config_alloc_fail_after;
 
 #endif

@@ -34,9 +34,9 @@
  * net/tls/tls.h (tls_xor_iv_with_seq, tls_fill_prepend, tls_advance_record_sn):
  *   - info.version: TLS_1_2_VERSION 0x0303 or TLS_1_3_VERSION 0x0304.
  *   - key: the write key; rec_seq: the sequence number, big-endian.
- *   - AES-GCM/CCM, TLS 1.3: salt = iv[0..4], iv = iv[4..12]. The kernel XORs rec_seq into the
+ *   - AES-GCM, TLS 1.3: salt = iv[0..4], iv = iv[4..12]. The kernel XORs rec_seq into the
  *     last 8 bytes of salt||iv, which is RFC 8446 §5.3's nonce.
- *   - AES-GCM/CCM, TLS 1.2: salt = the 4-byte implicit IV from the key block. iv = the explicit
+ *   - AES-GCM, TLS 1.2: salt = the 4-byte implicit IV from the key block. iv = the explicit
  *     nonce: on TX the kernel writes it after each record header and adds 1 per record (so it
  *     must never repeat a nonce OpenSSL used under this key: see ktls_keys_follow_tls12_nonce);
  *     on RX the kernel reads it from each record and ignores this field (we set rec_seq there).
@@ -84,7 +84,6 @@ union crypto_info {
 	struct tls_crypto_info info;
 	struct tls12_crypto_info_aes_gcm_128 gcm128;
 	struct tls12_crypto_info_aes_gcm_256 gcm256;
-	struct tls12_crypto_info_aes_ccm_128 ccm128;
 	struct tls12_crypto_info_chacha20_poly1305 chacha;
 };
 
@@ -108,7 +107,6 @@ static const struct layout layouts[] = {
 	[KTLS_AES_GCM_128] = LAYOUT(AES_GCM_128, tls12_crypto_info_aes_gcm_128),
 	[KTLS_AES_GCM_256] = LAYOUT(AES_GCM_256, tls12_crypto_info_aes_gcm_256),
 	[KTLS_CHACHA20_POLY1305] = LAYOUT(CHACHA20_POLY1305, tls12_crypto_info_chacha20_poly1305),
-	[KTLS_AES_CCM_128] = LAYOUT(AES_CCM_128, tls12_crypto_info_aes_ccm_128),
 };
 
 static void put_be64(uint8_t *p, uint64_t v)
@@ -185,7 +183,7 @@ static const char *conf_meaning(int err)
 		       "refuse TLS_TX/TLS_RX there)";
 	case ENOENT:
 		return "the kernel crypto API has no implementation of this cipher (crypto module "
-		       "such as gcm, ccm or chacha20poly1305 not available)";
+		       "such as gcm or chacha20poly1305 not available)";
 	case EBUSY:
 		return "keys for this direction are already installed";
 	case ENOPROTOOPT:

@@ -29,13 +29,14 @@
 
 #include "err.h"
 
-/* The AEAD ciphers the kernel takes (include/uapi/linux/tls.h). */
+/* The AEAD ciphers ktlsd hands to the kernel (include/uapi/linux/tls.h) and to its own record
+ * layer (rlayer.h). The kernel also takes AES-128-CCM; ktlsd does not (no built-in policy offers
+ * it, datapath.c does not probe it): a CCM session is NONE and keeps OpenSSL's record layer. */
 enum ktls_cipher {
 	KTLS_CIPHER_NONE, /* not offloadable: stays on the userspace tier */
 	KTLS_AES_GCM_128,
 	KTLS_AES_GCM_256,
 	KTLS_CHACHA20_POLY1305,
-	KTLS_AES_CCM_128, /* 16-byte tag only; the CCM_8 suites are NONE */
 };
 
 #define KTLS_KEY_MAX 32
@@ -45,7 +46,7 @@ enum ktls_cipher {
 struct ktls_dir {
 	uint8_t key[KTLS_KEY_MAX]; /* ktls_key_len(cipher) bytes used */
 	/* TLS 1.3 (every cipher) and TLS 1.2 ChaCha20-Poly1305: the 12-byte write IV.
-	 * TLS 1.2 AES-GCM/CCM: the 4-byte implicit IV ("salt") from the key block, then zeros. */
+	 * TLS 1.2 AES-GCM: the 4-byte implicit IV ("salt") from the key block, then zeros. */
 	uint8_t iv[KTLS_IV_LEN];
 };
 
@@ -54,7 +55,7 @@ struct ktls_keys {
 	enum ktls_cipher cipher;
 	struct ktls_dir tx; /* what this end sends: server→client on a server SSL */
 	struct ktls_dir rx; /* what this end receives */
-	/* TLS 1.2 AES-GCM/CCM only: the explicit nonce of the first record the kernel sends (it
+	/* TLS 1.2 AES-GCM only: the explicit nonce of the first record the kernel sends (it
 	 * adds one per record). Unset, ktls_install uses the TX sequence number (RFC 5288 §3 allows
 	 * it); see ktls_keys_follow_tls12_nonce for why a caller may want to set it. */
 	bool tls12_nonce_set;
@@ -105,10 +106,10 @@ int ktls_capture_seq(SSL *ssl, struct ktls_seq *out) __must_check;
 /* ---- derivation (ktls_keys.c) ------------------------------------------------------------- */
 
 /* The kernel cipher for the negotiated suite, KTLS_CIPHER_NONE unless the protocol is TLS 1.2 or
- * 1.3 and the suite is AES-128/256-GCM, ChaCha20-Poly1305 or AES-128-CCM (16-byte tag). */
+ * 1.3 and the suite is AES-128/256-GCM or ChaCha20-Poly1305. */
 enum ktls_cipher ktls_cipher_of(SSL *ssl);
 bool ktls_cipher_supported(SSL *ssl);
-/* "AES-GCM-128", "AES-GCM-256", "CHACHA20-POLY1305", "AES-CCM-128", or "none". */
+/* "AES-GCM-128", "AES-GCM-256", "CHACHA20-POLY1305", or "none". */
 const char *ktls_cipher_name(enum ktls_cipher c);
 /* 16 or 32; 0 for KTLS_CIPHER_NONE. */
 size_t ktls_key_len(enum ktls_cipher c);
@@ -129,7 +130,7 @@ int ktls_keys_tls12(enum ktls_cipher c, const char *digest, const uint8_t *maste
 		    const uint8_t server_random[32], bool server,
 		    struct ktls_keys *out) __must_check;
 
-/* TLS 1.2 AES-GCM/CCM: makes the kernel continue OpenSSL's explicit nonces (last + 1, last + 2,
+/* TLS 1.2 AES-GCM: makes the kernel continue OpenSSL's explicit nonces (last + 1, last + 2,
  * ...) instead of starting at the sequence number. OpenSSL starts its counter at a random value,
  * so the default can collide with a nonce it already used under the same key with probability
  * about (records OpenSSL sent) × (records the kernel will send) / 2^64; a caller that sees the

@@ -220,8 +220,6 @@ cleanup:
 
 static enum ktls_cipher cipher_of(const SSL_CIPHER *sc, int version)
 {
-	const char *name;
-
 	if (!sc || (version != TLS1_2_VERSION && version != TLS1_3_VERSION) ||
 	    !SSL_CIPHER_is_aead(sc))
 		return KTLS_CIPHER_NONE;
@@ -232,13 +230,7 @@ static enum ktls_cipher cipher_of(const SSL_CIPHER *sc, int version)
 		return KTLS_AES_GCM_256;
 	case NID_chacha20_poly1305:
 		return KTLS_CHACHA20_POLY1305;
-	case NID_aes_128_ccm:
-		/* The CCM_8 suites share the NID; the kernel only has the 16-byte tag. */
-		name = SSL_CIPHER_get_name(sc);
-		if (strstr(name, "CCM8") || strstr(name, "CCM_8"))
-			return KTLS_CIPHER_NONE;
-		return KTLS_AES_CCM_128;
-	default:
+	default: /* AES-CCM among them: see ktls.h */
 		return KTLS_CIPHER_NONE;
 	}
 }
@@ -262,8 +254,6 @@ const char *ktls_cipher_name(enum ktls_cipher c)
 		return "AES-GCM-256";
 	case KTLS_CHACHA20_POLY1305:
 		return "CHACHA20-POLY1305";
-	case KTLS_AES_CCM_128:
-		return "AES-CCM-128";
 	default:
 		return "none";
 	}
@@ -273,7 +263,6 @@ size_t ktls_key_len(enum ktls_cipher c)
 {
 	switch (c) {
 	case KTLS_AES_GCM_128:
-	case KTLS_AES_CCM_128:
 		return 16;
 	case KTLS_AES_GCM_256:
 	case KTLS_CHACHA20_POLY1305:
@@ -284,7 +273,7 @@ size_t ktls_key_len(enum ktls_cipher c)
 }
 
 /* Bytes of the write IV each end keeps: RFC 8446 §5.3 (12 for every TLS 1.3 suite), RFC 5288 §3
- * and RFC 6655 §3 (4-byte implicit part for GCM and CCM), RFC 7905 §2 (12 for ChaCha20). */
+ * (4-byte implicit part for GCM), RFC 7905 §2 (12 for ChaCha20). */
 static size_t fixed_iv_len(enum ktls_cipher c, uint16_t version)
 {
 	if (version == TLS1_3_VERSION || c == KTLS_CHACHA20_POLY1305)

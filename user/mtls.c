@@ -35,18 +35,7 @@ static int no_password(char *buf, int size, int rwflag, void *u)
 
 static const char *const mode_names[] = { "none", "optional", "required" };
 
-int mtls_mode_parse(const char *s, enum mtls_mode *out)
-{
-	for (size_t i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++) {
-		if (s && strcmp(s, mode_names[i]) == 0) {
-			*out = (enum mtls_mode)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-const char *mtls_mode_name(enum mtls_mode m)
+static const char *mtls_mode_name(enum mtls_mode m)
 {
 	return (unsigned int)m < sizeof(mode_names) / sizeof(mode_names[0]) ? mode_names[m] : "?";
 }

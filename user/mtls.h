@@ -15,10 +15,6 @@ enum mtls_mode {
 	MTLS_MODE_REQUIRED, /* requested, and the handshake fails without a valid one */
 };
 
-/* "none", "optional", "required" → 0 and *out, or -EINVAL. */
-int mtls_mode_parse(const char *s, enum mtls_mode *out) __attribute__((warn_unused_result));
-const char *mtls_mode_name(enum mtls_mode m);
-
 /* Sets up ctx for mode. For OPTIONAL and REQUIRED: loads every certificate of ca_file (PEM) as a
  * trust anchor of a verify store of this context only (it is not used to build the server's own
  * chain), sends their subjects as the acceptable CA names, loads every CRL of crl_file (PEM, may

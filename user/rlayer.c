@@ -35,7 +35,7 @@ struct rlayer {
 	uint64_t tx_nonce;
 };
 
-static EVP_CIPHER *evp[KTLS_AES_CCM_128 + 1];
+static EVP_CIPHER *evp[KTLS_CHACHA20_POLY1305 + 1];
 static pthread_once_t evp_once = PTHREAD_ONCE_INIT;
 
 /* Fetched once: a fetch per context would look the provider up on every connection. */

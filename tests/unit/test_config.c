@@ -1,4 +1,5 @@
 /* Unit tests for config: defaults, every kind of error with its file and JSON path. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -349,6 +350,102 @@ static void test_references_keep_snapshot_alive(void **state)
 	config_put(NULL);
 }
 
+/* Every section and kind of field: three listeners (tls with everything set, tcp, passthrough
+ * with routes), named certificates, CAs, backends and a custom policy, the top-level sections. */
+#define REALISTIC                                                                                  \
+	"{\"listeners\": [{\"name\": \"web\", \"bind\": \"127.0.0.1:8443\", "                      \
+	"\"security_policy\": \"mine\", \"certificates\": [\"c\", \"d\"], "                        \
+	"\"client_auth\": {\"mode\": \"optional\", \"ca\": \"partners\", \"depth\": 3}, "          \
+	"\"alpn\": [\"h2\", \"http/1.1\"], \"backend\": \"app\", "                                 \
+	"\"backend_tls\": {\"enabled\": true, \"ca_file\": \"b.pem\", "                            \
+	"\"sni\": \"app.internal\"}, \"proxy_protocol\": \"v2\", \"session_resumption\": true, "   \
+	"\"session_tickets\": {\"key_file\": \"t.key\", \"rotate_s\": 600}, "                      \
+	"\"timeouts\": {\"handshake_ms\": 5000}, \"max_connections\": 1000}, "                     \
+	"{\"name\": \"plain\", \"bind\": \"[::1]:8080\", \"protocol\": \"tcp\", "                  \
+	"\"backend\": \"app\", \"datapath\": \"sockmap\"}, "                                       \
+	"{\"bind\": \"127.0.0.1:9443\", \"protocol\": \"tls-passthrough\", "                       \
+	"\"backend\": \"api\", \"routes\": [{\"sni\": \"a.example.com\", \"backend\": \"app\"}, "  \
+	"{\"sni\": \"*.example.org\", \"backend\": \"api\"}]}], "                                  \
+	"\"certificates\": {\"c\": {\"cert\": \"c.pem\", \"key\": \"c.key\", "                     \
+	"\"domains\": [\"www.example.com\", \"example.com\"]}, "                                   \
+	"\"d\": {\"cert\": \"/etc/d.pem\", \"key\": \"/etc/d.pem\"}}, "                            \
+	"\"ca_certificates\": {\"partners\": {\"file\": \"ca.pem\", \"crl\": \"ca.crl\"}}, "       \
+	"\"backends\": {\"app\": {\"servers\": [\"127.0.0.1:8080\", \"127.0.0.1:8081\"], "         \
+	"\"balance\": \"first\"}, \"api\": {\"servers\": [\"[::1]:9000\"]}}, "                     \
+	"\"security_policies\": {\"mine\": {\"versions\": [\"TLSv1.2\", \"TLSv1.3\"], "            \
+	"\"ciphers\": [\"ECDHE-ECDSA-AES128-GCM-SHA256\"], "                                       \
+	"\"ciphersuites\": [\"TLS_AES_128_GCM_SHA256\"], \"groups\": [\"X25519\", \"P-256\"]}}, "  \
+	"\"workers\": 2, \"control\": {\"socket\": \"ctl.sock\"}, "                                \
+	"\"metrics\": {\"bind\": \"127.0.0.1:9310\"}, \"bpf\": {\"pin_path\": \"/k\"}, "           \
+	"\"limits\": {\"per_source\": {\"rate\": 100}}, \"user\": \"nobody\", "                    \
+	"\"group\": \"nogroup\", \"key_file_permissions\": \"warn\"}"
+
+/* A reload must never kill the daemon: allocation failure anywhere in config_load (SIGHUP,
+ * ktlsctl reload, cert-set/cert-del all end there) is a config error naming the file, and the
+ * caller keeps its config. Fails the first allocation, then the second, ... until the load
+ * makes fewer allocations than that and succeeds. ASan (make check) sees a leak on any of these
+ * error paths. */
+static void test_allocation_failure_is_a_config_error(void **state)
+{
+	struct cfg_errors errs = { 0 };
+	struct config *cfg = NULL;
+	int n, ret = -1;
+
+	write_config(REALISTIC);
+	for (n = 0; n < 10000; n++) {
+		config_alloc_fail_after = n;
+		ret = config_load(path, &cfg, &errs);
+		if (config_alloc_fail_after >= 0)
+			break; /* there was no allocation number n */
+		if (ret != -ENOMEM || cfg || errs.n != 1 ||
+		    strncmp(errs.msgs[0], path, strlen(path)) != 0 ||
+		    !strstr(errs.msgs[0], ": out of memory"))
+			fail_msg("allocation %d failed: ret %d, cfg %p, %zu errors, first: %s", n,
+				 ret, (void *)cfg, errs.n, errs.n ? errs.msgs[0] : "-");
+		config_errors_free(&errs);
+	}
+	config_alloc_fail_after = -1;
+	assert_int_equal(ret, 0);
+	assert_int_equal(errs.n, 0);
+	assert_true(n > 50); /* the loop went through the file's allocations */
+	assert_int_equal(cfg->n_listeners, 3);
+	assert_string_equal(cfg->listeners[2].routes[1].sni, "*.example.org");
+	assert_int_equal(cfg->listeners[2].routes[1].backend, 1);
+	assert_string_equal(cfg->policies[0].groups[1], "P-256");
+	config_put(cfg);
+}
+
+/* The same over a file with problems, where the failing allocation may also be one of an error
+ * message: the load is refused every time, never a snapshot with the problem unreported. */
+static void test_allocation_failure_never_hides_a_problem(void **state)
+{
+	struct cfg_errors errs = { 0 };
+	struct config *cfg = NULL;
+	int n, ret = 0;
+
+	write_config("{\"listeners\": [{\"bind\": \"127.0.0.1:1\", \"certificates\": [\"c\"], "
+		     "\"backend\": \"nope\"}, {\"bind\": \"127.0.0.1:2\", \"protocol\": \"tcp\", "
+		     "\"backend\": \"app\", \"certificates\": [\"c\"]}]," MINIMAL_TAIL "}");
+	for (n = 0; n < 10000; n++) {
+		config_alloc_fail_after = n;
+		ret = config_load(path, &cfg, &errs);
+		if (config_alloc_fail_after >= 0)
+			break;
+		if (ret >= 0 || cfg)
+			fail_msg("allocation %d failed: the file loaded", n);
+		for (size_t i = 0; i < errs.n; i++)
+			assert_true(strncmp(errs.msgs[i], path, strlen(path)) == 0);
+		config_errors_free(&errs);
+	}
+	config_alloc_fail_after = -1;
+	assert_int_equal(ret, -EINVAL);
+	assert_null(cfg);
+	assert_int_equal(errs.n, 2);
+	assert_non_null(strstr(errs.msgs[0], "listeners[0].backend: no backend named \"nope\""));
+	assert_non_null(strstr(errs.msgs[1], "listeners[1].certificates: applies only to \"tls\""));
+	config_errors_free(&errs);
+}
+
 static int setup(void **state)
 {
 	if (!mkdtemp(dir))
@@ -382,6 +479,8 @@ int main(void)
 		cmocka_unit_test(test_limits_and_privilege_fields),
 		cmocka_unit_test(test_missing_file_is_named),
 		cmocka_unit_test(test_references_keep_snapshot_alive),
+		cmocka_unit_test(test_allocation_failure_is_a_config_error),
+		cmocka_unit_test(test_allocation_failure_never_hides_a_problem),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, setup, teardown);

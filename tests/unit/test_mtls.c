@@ -238,19 +238,9 @@ static void test_config_errors(void **state)
 static void test_modes(void **state)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	enum mtls_mode m;
 	char err[256];
 
 	(void)state;
-	assert_int_equal(mtls_mode_parse("none", &m), 0);
-	assert_int_equal(m, MTLS_MODE_NONE);
-	assert_int_equal(mtls_mode_parse("optional", &m), 0);
-	assert_int_equal(m, MTLS_MODE_OPTIONAL);
-	assert_int_equal(mtls_mode_parse("required", &m), 0);
-	assert_int_equal(m, MTLS_MODE_REQUIRED);
-	assert_int_equal(mtls_mode_parse("Required", &m), -EINVAL);
-	assert_int_equal(mtls_mode_parse(NULL, &m), -EINVAL);
-	assert_string_equal(mtls_mode_name(MTLS_MODE_OPTIONAL), "optional");
 	/* The verify mode each sets, and back to none. */
 	assert_int_equal(
 	    mtls_configure(ctx, MTLS_MODE_REQUIRED, fx("ca.pem"), NULL, 3, err, sizeof(err)), 0);

@@ -228,6 +228,8 @@ install: all
 	install -D -m 0644 config/ktlsd.example.json \
 		$(DESTDIR)/usr/local/share/doc/ktlsd/examples/ktlsd.json
 	install -m 0644 README.md docs/*.md $(DESTDIR)/usr/local/share/doc/ktlsd/
+	install -d $(DESTDIR)/usr/local/share/doc/ktlsd/notes
+	install -m 0644 docs/notes/*.md $(DESTDIR)/usr/local/share/doc/ktlsd/notes/
 	install -d -m 0750 $(DESTDIR)/etc/ktlsd
 	test -e $(DESTDIR)/etc/ktlsd/ktlsd.json || \
 		install -m 0640 config/ktlsd.example.json $(DESTDIR)/etc/ktlsd/ktlsd.json

@@ -1,6 +1,7 @@
 /* certstore — server certificates: load and validate PEM files, index their names, and pick one
- * per connection from the ClientHello by the rules of DESIGN §3. The rules and the choices made
- * where the documents leave room are written down at the top of certstore_select.c.
+ * per connection from the ClientHello by the rules of docs/configuration-certificates.md ("How the
+ * certificate is chosen"). The rules and the choices behind them are written down at the top of
+ * certstore_select.c.
  *
  * A struct certstore_cert is immutable once loaded and reference counted, so one certificate can
  * sit in several listeners and in the old and new config snapshot during a reload; SSL objects it
@@ -35,7 +36,8 @@ enum certstore_keytype { CERTSTORE_KEY_RSA, CERTSTORE_KEY_ECDSA, CERTSTORE_KEY_O
  * -ENOENT/-EACCES/... the file cannot be read; -EINVAL not PEM (DER is recognised and the
  * conversion command given), empty, no certificate or key in it, malformed, key does not match;
  * -ENOTSUP encrypted key, key type other than RSA or ECDSA P-256/P-384/P-521. Expiry is not
- * checked (Huawei: "ELB does not check certificate validity"): see certstore_cert_is_expired. */
+ * checked (docs/configuration-certificates.md, "Server certificates"): see
+ * certstore_cert_is_expired. */
 int certstore_cert_load(const char *cert_path, const char *key_path, struct certstore_cert **out,
 			char *err, size_t errlen) __attribute__((warn_unused_result));
 /* Takes another reference; returns c. */
@@ -43,7 +45,8 @@ struct certstore_cert *certstore_cert_ref(struct certstore_cert *c);
 /* Drops a reference, freeing on the last one. Accepts NULL. */
 void certstore_cert_free(struct certstore_cert *c);
 
-/* Huawei SNI binding (DESIGN §3 rule 6): every domain must match a name of the certificate, by
+/* The domains binding (docs/configuration-certificates.md, "Server certificates"): every domain
+ * must match a name of the certificate, by
  * the same rules as selection: equal (case-insensitive, trailing dot ignored), or a host name
  * covered by one of the certificate's wildcards (one label). A wildcard domain ("*.example.com")
  * must appear as that wildcard in the certificate. Returns 0, or -EINVAL with the first domain
@@ -113,7 +116,8 @@ enum certstore_match {
 };
 const char *certstore_match_name(enum certstore_match m); /* "no-sni", "default", ... */
 
-/* DESIGN §3. Returns the index into certs[0..n) of the certificate to send, or -1 when the
+/* The rules of docs/configuration-certificates.md, "How the certificate is chosen". Returns the
+ * index into certs[0..n) of the certificate to send, or -1 when the
  * certificate the rules choose has a key type the client cannot use (rule 5: the caller fails
  * the handshake; a worse-matching usable certificate is never sent instead) or n is 0. */
 int certstore_select(struct certstore_cert *const *certs, size_t n,

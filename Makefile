@@ -32,8 +32,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 all: $(B)/ktlsd $(B)/ktlsctl
 
-# BPF (DESIGN §1, §2.5): vmlinux.h from the build machine's BTF, the programs compiled by clang,
-# and a bpftool skeleton that user/bpfmap.c includes. All generated under $(B), never committed.
+# BPF (the sockmap tier: docs/datapath.md, docs/bpftool.md): vmlinux.h from the build machine's
+# BTF, the programs compiled by clang, and a bpftool skeleton that user/bpfmap.c includes. All generated under $(B), never committed.
 BTF ?= /sys/kernel/btf/vmlinux
 BPF_ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 BPF_SKEL := $(B)/bpf/ktlsd.skel.h
@@ -228,6 +228,8 @@ install: all
 	install -D -m 0644 config/ktlsd.example.json \
 		$(DESTDIR)/usr/local/share/doc/ktlsd/examples/ktlsd.json
 	install -m 0644 README.md docs/*.md $(DESTDIR)/usr/local/share/doc/ktlsd/
+	install -d $(DESTDIR)/usr/local/share/doc/ktlsd/notes
+	install -m 0644 docs/notes/*.md $(DESTDIR)/usr/local/share/doc/ktlsd/notes/
 	install -d -m 0750 $(DESTDIR)/etc/ktlsd
 	test -e $(DESTDIR)/etc/ktlsd/ktlsd.json || \
 		install -m 0640 config/ktlsd.example.json $(DESTDIR)/etc/ktlsd/ktlsd.json

@@ -13,7 +13,8 @@
  * map, a message arriving between the two insertions found no partner and was dropped (seen
  * under load on Linux 6.18: a backend then read the client's data without its first bytes).
  * Bytes that reach a socket before it enters sockhash stay in its receive queue until the
- * daemon has both sockets in place (docs/datapath.md).
+ * daemon has both sockets in place (docs/notes/sockmap.md, "Fixed: bytes lost between the two
+ * insertions").
  *
  * The daemon fills peers and conns before a socket enters the maps and takes the socket out of
  * sockhash, then targets, before it removes the entries, so a message never finds a half-made

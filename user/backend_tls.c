@@ -77,7 +77,8 @@ int backend_tls_ctx_build(const struct config *cfg, size_t index, SSL_CTX **out,
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 				  SSL_MODE_RELEASE_BUFFERS);
 	/* A backend that closes without close_notify ends its direction, as a FIN does without
-	 * TLS; no resumption towards targets (the NLB document), so no session is ever kept. */
+	 * TLS; no resumption towards targets (docs/configuration.md, "Backend TLS"), so no session
+	 * is ever kept. */
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_TICKET);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	if (l->backend_tls.verify) {

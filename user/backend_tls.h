@@ -3,7 +3,8 @@
  * One client SSL_CTX per listener, built next to the server one whenever a state is built (startup
  * and every reload): the listener's backend policy (versions, ciphers, suites, groups, security
  * level), verification of the backend's chain against backend_tls.ca_file and of its name against
- * backend_tls.sni, no session resumption (as an AWS NLB does towards targets), no renegotiation.
+ * backend_tls.sni, no session resumption (as an AWS NLB does towards targets), no renegotiation
+ * (docs/configuration.md, "Backend TLS").
  *
  * Per connection, after the TCP connect to a backend server (and after the PROXY header, which
  * goes in clear before the ClientHello as HAProxy sends it), one client SSL runs over the

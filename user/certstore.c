@@ -1,6 +1,7 @@
 /* certstore.c — loading one server certificate: a PEM chain and an unencrypted PEM key, checked
- * the way DESIGN §3 and the Huawei document ask (PEM only, no encrypted keys, key matches,
- * validity not enforced), and turned into the names and key type selection works on. */
+ * as docs/configuration-certificates.md ("Server certificates") says (PEM only, no encrypted keys,
+ * key matches, validity not enforced), and turned into the names and key type selection works
+ * on. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,6 +1,7 @@
 /* certstore — server certificates: load and validate PEM files, index their names, and pick one
- * per connection from the ClientHello by the rules of DESIGN §3. The rules and the choices made
- * where the documents leave room are written down at the top of certstore_select.c.
+ * per connection from the ClientHello by the rules of docs/configuration-certificates.md ("How the
+ * certificate is chosen"). The rules and the choices behind them are written down at the top of
+ * certstore_select.c.
  *
  * A struct certstore_cert is immutable once loaded, and has one owner; SSL objects it was applied
  * to hold their own references to its X509 and key, so it may be freed while they live. */
@@ -32,13 +33,15 @@ struct certstore_cert;
  * file in err: -ENOENT/-EACCES/... the file cannot be read; -EINVAL not PEM (DER is recognised and
  * the conversion command given), empty, no certificate or key in it, malformed, key does not
  * match; -ENOTSUP encrypted key, key type other than RSA or ECDSA P-256/P-384/P-521. Expiry is not
- * checked (Huawei: "ELB does not check certificate validity"): see certstore_cert_is_expired. */
+ * checked (docs/configuration-certificates.md, "Server certificates"): see
+ * certstore_cert_is_expired. */
 int certstore_cert_load(const char *cert_path, const char *key_path, struct certstore_cert **out,
 			char *err, size_t errlen) __attribute__((warn_unused_result));
 /* Frees c; accepts NULL. */
 void certstore_cert_free(struct certstore_cert *c);
 
-/* Huawei SNI binding (DESIGN §3 rule 6): every domain must match a name of the certificate, by
+/* The domains binding (docs/configuration-certificates.md, "Server certificates"): every domain
+ * must match a name of the certificate, by
  * the same rules as selection: equal (case-insensitive, trailing dot ignored), or a host name
  * covered by one of the certificate's wildcards (one label). A wildcard domain ("*.example.com")
  * must appear as that wildcard in the certificate. Returns 0, or -EINVAL with the first domain
@@ -103,7 +106,8 @@ enum certstore_match {
 };
 const char *certstore_match_name(enum certstore_match m); /* "no-sni", "default", ... */
 
-/* DESIGN §3. Returns the index into certs[0..n) of the certificate to send, or -1 when the
+/* The rules of docs/configuration-certificates.md, "How the certificate is chosen". Returns the
+ * index into certs[0..n) of the certificate to send, or -1 when the
  * certificate the rules choose has a key type the client cannot use (rule 5: the caller fails
  * the handshake; a worse-matching usable certificate is never sent instead) or n is 0. */
 int certstore_select(struct certstore_cert *const *certs, size_t n,

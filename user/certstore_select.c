@@ -1,6 +1,7 @@
-/* certstore_select.c — which certificate a ClientHello gets (DESIGN §3), and the Huawei domain
- * binding check. Pure functions over loaded certificates and a struct certstore_hello, so every
- * rule is unit-tested without a handshake.
+/* certstore_select.c — which certificate a ClientHello gets (docs/configuration-certificates.md,
+ * "How the certificate is chosen"), and the check that a certificate's domains are names of it
+ * (the same file, "Server certificates"). Pure functions over loaded certificates and a struct
+ * certstore_hello, so every rule is unit-tested without a handshake.
  *
  * The rules, for certificates C1..Cn of a listener:
  *   1. No SNI: C1.
@@ -13,11 +14,11 @@
  *   5. If the client cannot use the chosen certificate's key type, -1: the handshake fails. A
  *      worse-matching certificate is never sent instead, and neither is C2 when C1 is refused.
  *
- * Choices made where the documents leave room (and why):
- *   - Names are the subjectAltName DNS entries plus the last CN, both always (the GCP document
- *     matches "against both"; browsers ignore the CN when a SAN exists, so a CN-only match may
- *     still fail verification on the client: that is the operator's certificate to fix). A CN
- *     that is not a host name ("ACME Corp") is not a name.
+ * The choices behind the rules (and why):
+ *   - Names are the subjectAltName DNS entries plus the last CN, both always (as load balancers
+ *     such as Google Cloud's match against both; browsers ignore the CN when a SAN exists, so a
+ *     CN-only match may still fail verification on the client: that is the operator's
+ *     certificate to fix). A CN that is not a host name ("ACME Corp") is not a name.
  *   - Case-insensitive, and one trailing dot ignored on both sides ("Www.Example.COM." equals
  *     "www.example.com"): DNS names are.
  *   - "*" is only a whole leftmost label ("*.example.com"), followed by at least two labels
@@ -30,14 +31,15 @@
  *     still how the score is computed. For ferrets.pets.example.com, "*.pets.example.com" matches
  *     and "*.example.com" does not match at all.
  *   - An SNI containing "*" matches nothing (C1).
- *   - GCP lets either certificate of a tie be chosen ("you cannot control which"); ktlsd makes it
- *     deterministic: key type as rule 3, then config order. So in the GCP example
- *     ferrets.pets.example.com gets certificate A when A and B have the same key type.
+ *   - Where load balancers such as Google Cloud's may send either certificate of a tie, ktlsd is
+ *     deterministic: key type as rule 3, then config order. So in the cats/dogs example of
+ *     docs/configuration-certificates.md ("Worked examples") ferrets.pets.example.com gets
+ *     certificate A when A and B have the same key type.
  *   - Rule 3 refines "prefer ECDSA when the client allows it" with the curve: an ECDSA P-384
  *     certificate is unusable for a client that can only verify P-256, and an equally good RSA
  *     candidate is then chosen.
- *   - Domains (Huawei "the domain name must be the same as that in the certificate", DESIGN "must
- *     each match a name"): a domain is accepted when it equals a name, or is a host name one of
+ *   - Domains (docs/configuration-certificates.md, "Server certificates": each must be a name of
+ *     the certificate): a domain is accepted when it equals a name, or is a host name one of
  *     the certificate's wildcards covers (serving app.example.com with a *.example.com certificate
  *     is the reason wildcard certificates exist). A wildcard domain must be a wildcard name of the
  *     certificate itself.

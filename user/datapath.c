@@ -109,8 +109,9 @@ void datapath_probe(struct datapath_caps *caps)
 		log_info("datapath: kTLS not used: %s; tls listeners forward in userspace",
 			 caps->why[CFG_DP_KTLS_SPLICE]);
 	/* Measured, not assumed: on 6.1 and 6.12 a socket with the TLS ULP cannot join a sockmap
-	 * and one in a sockmap cannot take TLS keys (docs/datapath.md). No build has the tier
-	 * yet, so it stays unavailable either way; the reason says which case this kernel is. */
+	 * and one in a sockmap cannot take TLS keys (docs/notes/ktls-sockmap.md). No build has
+	 * the tier yet, so it stays unavailable either way; the reason says which case this
+	 * kernel is. */
 	if (r == 0) {
 		ktls_sockmap_probe(caps->why[CFG_DP_KTLS_SOCKMAP], sizeof(caps->why[0]));
 		log_info(

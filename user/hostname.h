@@ -1,6 +1,7 @@
 /* hostname — the DNS name rules shared by certificate selection (certstore) and SNI routing
  * (route): normalising a received name and matching it against a configured name that may be a
- * wildcard (DESIGN §3). Pure string functions, no allocation. */
+ * wildcard (docs/configuration-certificates.md, "How the certificate is chosen", rule 2). Pure
+ * string functions, no allocation. */
 #ifndef KTLSD_HOSTNAME_H
 #define KTLSD_HOSTNAME_H
 

@@ -1,4 +1,5 @@
-/* ktls — hands a finished TLS session to kernel TLS (DESIGN §5).
+/* ktls — hands a finished TLS session to kernel TLS (the ktls-splice tier: docs/datapath.md,
+ * "The handoff to kTLS").
  *
  * OpenSSL 3.0 never offloads TLS 1.3 RX and never offloads on memory BIOs, so ktlsd does it
  * itself, in three steps:

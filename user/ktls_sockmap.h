@@ -1,7 +1,7 @@
 /* ktls_sockmap — the startup probe for the ktls-sockmap tier: can a kTLS socket be a member of a
- * BPF sockmap on this kernel? Measured, not assumed (docs/datapath.md has the findings for Debian's
- * 6.1 and 6.12 and the kernel code behind them). Raw bpf(2), no programs: membership is what the
- * kernels refuse, whatever the map carries. */
+ * BPF sockmap on this kernel? Measured, not assumed (docs/notes/ktls-sockmap.md has the findings
+ * for Debian's 6.1 and 6.12 and the kernel code behind them). Raw bpf(2), no programs: membership
+ * is what the kernels refuse, whatever the map carries. */
 #ifndef KTLSD_KTLS_SOCKMAP_H
 #define KTLSD_KTLS_SOCKMAP_H
 

@@ -55,7 +55,8 @@ int ring_start(struct ring *r)
 	/* Valgrind (3.19 at least) runs one guest thread at a time and lets another run only while
 	 * the current one is in a system call it knows may block. io_uring_enter is not one of
 	 * them: a worker waiting there for completions keeps the lock and every other thread of the
-	 * daemon stops until a completion arrives (docs/datapath.md). Under valgrind the worker
+	 * daemon stops until a completion arrives (docs/notes/io_uring.md, "Waiting for io_uring
+	 * completions under valgrind"). Under valgrind the worker
 	 * waits in poll() instead, a call valgrind does let block (ring_wait_polled), on an
 	 * ordinary ring: with DEFER_TASKRUN, completions reach the CQ only when the issuer enters
 	 * the ring, and workers under valgrind missed wake-ups (mailbox calls unanswered). */
@@ -77,7 +78,7 @@ int ring_start(struct ring *r)
 
 /* The ring fd polls POLLIN when CQEs are ready; the registered eventfd is signalled as each is
  * posted. poll() watches both, so a completion posted between the check and the poll still wakes
- * it (docs/datapath.md). */
+ * it (docs/notes/io_uring.md, "Waiting for io_uring completions under valgrind"). */
 int ring_wait_polled(struct ring *r)
 {
 	struct pollfd pfd[2] = {

@@ -39,7 +39,7 @@ struct ring {
 /* How long queued SQEs may wait while the worker handles a batch of completions. A full
  * handshake costs 0.1-0.5 ms of CPU (RSA-2048 signing most of it): without this, the server
  * flights of a batch of 8 ClientHellos all left after the last one was signed, and the worker
- * sat idle while its clients waited (docs/datapath.md, "Submitting within a batch"). */
+ * sat idle while its clients waited (docs/notes/io_uring.md, "Submitting within a batch"). */
 #define RING_FLUSH_NS 50000u
 
 static inline uint64_t ring_clock_ns(void)

@@ -1,6 +1,7 @@
 /* route — which backend a tls-passthrough connection goes to, by the SNI of its ClientHello
- * (DESIGN §2.2): the listener's "routes" matched with the certificate rules of §3, the
- * listener's "backend" as the default. Pure functions over the config. */
+ * (docs/configuration.md, "tls-passthrough listeners and routes"): the listener's "routes"
+ * matched with the certificate rules of docs/configuration-certificates.md, the listener's
+ * "backend" as the default. Pure functions over the config. */
 #ifndef KTLSD_ROUTE_H
 #define KTLSD_ROUTE_H
 

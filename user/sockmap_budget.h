@@ -2,7 +2,8 @@
  * arithmetic, unit-tested in test_sockmap.
  *
  * The kernel gives a sockhash redirect no backpressure, so what the destinations have not taken
- * yet waits in kernel memory (docs/datapath.md). limits.sockmap_backlog is a budget for those
+ * yet waits in kernel memory (docs/notes/sockmap.md, "No backpressure"; the rule is in
+ * docs/datapath.md, "The sockmap backlog budget"). limits.sockmap_backlog is a budget for those
  * bytes over every connection of every worker together. While the total is over it, connections
  * are reset from the largest backlog down until the rest fit; there is no per-connection floor.
  * Each worker can only reset its own connections, so each publishes the largest backlog it

@@ -62,7 +62,8 @@ static void index_init(void)
 	chosen_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
-/* Certificate selection (DESIGN §3) happens here, before OpenSSL picks anything. */
+/* Certificate selection (docs/configuration-certificates.md, "How the certificate is chosen")
+ * happens here, before OpenSSL picks anything. */
 static int client_hello_cb(SSL *ssl, int *al, void *arg)
 {
 	const struct tlsctx_certs *set = arg;

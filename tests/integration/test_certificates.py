@@ -1,5 +1,5 @@
-"""Certificate selection (DESIGN §3) and client certificates, observed from real clients:
-openssl s_client, gnutls-cli and Python's ssl, over TLS 1.2 and TLS 1.3."""
+"""Certificate selection and client certificates (docs/configuration-certificates.md), observed
+from real clients: openssl s_client, gnutls-cli and Python's ssl, over TLS 1.2 and TLS 1.3."""
 import json
 import os
 import socket

@@ -4,7 +4,7 @@ A client that leaves Nagle on (Python's ssl and urllib, Java's default sockets, 
 stacks) sends its Finished, then its request: Nagle holds the request until the Finished is
 ACKed. In TLS 1.3 without session tickets, and in a resumed TLS 1.2 handshake, the server sends
 nothing after the client's Finished, so that ACK must not wait for the delayed-ACK timer (about
-40 ms on Linux). ktlsd ACKs at once when the handshake ends (docs/datapath.md, "The first
+40 ms on Linux). ktlsd ACKs at once when the handshake ends (docs/notes/tcp.md, "The first
 request"); these tests time new connections, one request each, with Nagle left on."""
 import socket
 import ssl

@@ -108,7 +108,7 @@ def test_routes_exact_wildcard_and_default(backends, daemon_factory):
     d = daemon_factory(pt_config(backends))
     port = d.ports[0]
     assert ask(port, "a.example.com", "a") == "backend a"
-    assert ask(port, "A.Example.COM", "a") == "backend a"  # §3: case-insensitive
+    assert ask(port, "A.Example.COM", "a") == "backend a"  # docs/configuration.md: case-insensitive
     assert ask(port, "cats.pets.example.org", "b") == "backend b"
     # a wildcard is one label: deeper names and unknown names go to the default backend
     assert ask(port, "x.cats.pets.example.org", "c", check_hostname=False) == "backend c"

@@ -2,8 +2,9 @@
 Debian) and by openssl s_client: exactly the versions and ciphers of the AWS table, the server's
 cipher order, no renegotiation, and no session resumption by default.
 
-The expected sets below are transcribed from the AWS NLB document's table
-(../shared/seeds/001_e6bc9df68dadc618.txt), not read from data/elb-policies.json.
+The expected sets below are transcribed from the cipher table of AWS's Network Load Balancer guide
+(its create-tls-listener page; docs/configuration.md, "Security policies"; data/elb-policies.json's
+source_notes name the page), not read from data/elb-policies.json.
 
 Scanner: sslscan 2.0.7 (Debian), XML output on stdout. It links Debian's OpenSSL 3.0 but lowers its
 own client context to security level 0, so it does negotiate TLS 1.0/1.1 and SHA-1 suites (the
@@ -68,7 +69,7 @@ POLICY_COLUMN = {
     "ELBSecurityPolicy-2015-05": "2016-08",  # "identical" (footnote *)
     "ELBSecurityPolicy-TLS-1-0-2015-04": "TLS-1-0",
 }
-UNAVAILABLE = {"DES-CBC3-SHA"}  # Debian's OpenSSL is built without 3DES (DESIGN §4)
+UNAVAILABLE = {"DES-CBC3-SHA"}  # Debian's OpenSSL is built without 3DES (docs/configuration.md)
 
 
 def table_policy(column):
@@ -82,7 +83,7 @@ def exists_before_tls12(cipher):
     return cipher.endswith("-SHA")
 
 
-# The TLS 1.3 policies are not in the seed table; these are AWS's published sets (ALB/NLB guides).
+# The TLS 1.3 policies are not in that table; these are AWS's published sets (ALB/NLB guides).
 TLS13_SUITES = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
 TLS13_POLICIES = {
     "ELBSecurityPolicy-TLS13-1-2-2021-06": (

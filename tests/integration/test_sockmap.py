@@ -1,4 +1,4 @@
-"""The sockmap tier (DESIGN §2.5, §5): tcp listeners forwarding inside the kernel through the BPF
+"""The sockmap tier (docs/datapath.md): tcp listeners forwarding inside the kernel through the BPF
 sockhash, byte-exact both ways; the live state bpftool shows (conns, counters); ends, resets,
 backend death and daemon restarts leaving no socket in the daemon and no entry in the maps."""
 import contextlib

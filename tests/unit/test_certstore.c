@@ -1,5 +1,5 @@
-/* test_certstore — certificate loading and its errors, name matching, the Huawei domain check,
- * and DESIGN §3 selection, table-driven over real certificates from
+/* test_certstore — certificate loading and its errors, name matching, the domains check, and
+ * selection (docs/configuration-certificates.md), table-driven over real certificates from
  * tests/fixtures/gen-certstore.sh. The ClientHello side is in test_certstore_hello.c. */
 #include <errno.h>
 #include <setjmp.h>
@@ -167,7 +167,7 @@ static void test_load_errors(void **state)
 	assert_int_equal(ERR_peek_error(), 0); /* nothing left on OpenSSL's error queue */
 }
 
-/* ---- domains (Huawei SNI binding) --------------------------------------------------------- */
+/* ---- domains (the SNI binding) ----------------------------------------------------------- */
 
 static void domains_case(struct certstore_cert *c, int want, const char *expect, size_t n, ...)
 {
@@ -316,7 +316,7 @@ static const struct sel_case {
 	const char *want;  /* NULL: -1 */
 	enum certstore_match how;
 } sel_cases[] = {
-	/* The GCP document's example (both RSA). */
+	/* The cats/dogs example of docs/configuration-certificates.md (both RSA). */
 	{ "cats dogs", "cats.pets.example.com", ER, 0, "cats", CERTSTORE_MATCH_EXACT },
 	{ "cats dogs", "dogs.pets.example.com", ER, 0, "dogs", CERTSTORE_MATCH_EXACT },
 	{ "cats dogs", "ferrets.pets.example.com", ER, 0, "cats", CERTSTORE_MATCH_WILDCARD },

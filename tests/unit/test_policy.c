@@ -1,6 +1,8 @@
-/* Unit tests for policy: the seven policies of the AWS NLB document's table, checked against the
- * table itself (transcribed here from seeds/001, independent of data/elb-policies.json), the
- * TLS 1.3 policies, custom policies, and what OpenSSL makes of them. */
+/* Unit tests for policy: the seven policies of the cipher table in AWS's Network Load Balancer
+ * guide (docs/configuration.md, "Security policies"), checked against the table itself
+ * (transcribed here from the guide's create-tls-listener page, independent of
+ * data/elb-policies.json, whose source_notes name the page), the TLS 1.3 policies, custom
+ * policies, and what OpenSSL makes of them. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,7 +13,7 @@
 
 #include "policy.h"
 
-/* Rows of the seed table; columns 2016-08, FS-2018-06, TLS-1-2, TLS-1-2-Ext, TLS-1-1, TLS-1-0.
+/* Rows of that table; columns 2016-08, FS-2018-06, TLS-1-2, TLS-1-2-Ext, TLS-1-1, TLS-1-0.
  * 2015-05 is identical to 2016-08 (the table's footnote). */
 static const char *const policies[] = {
 	"ELBSecurityPolicy-2016-08",	     "ELBSecurityPolicy-FS-2018-06",

@@ -1,5 +1,5 @@
-/* Unit tests for route: which backend a tls-passthrough SNI goes to (DESIGN §2.2 with the rules
- * of §3), and which route names the config accepts. */
+/* Unit tests for route: which backend a tls-passthrough SNI goes to (docs/configuration.md,
+ * "tls-passthrough listeners and routes"), and which route names the config accepts. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

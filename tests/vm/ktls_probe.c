@@ -1,6 +1,6 @@
 /*
  * ktls_probe: proves that kernel TLS works in the tests/vm guest, and records what the kernel
- * does when kTLS meets a BPF sockmap or sockhash (DESIGN.md §5).
+ * does when kTLS meets a BPF sockmap or sockhash (docs/notes/ktls.md, docs/notes/ktls-sockmap.md).
  *
  * One line per check:
  *   loopback  plain TCP over 127.0.0.1 and ::1                            PASS or FAIL

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Traces two kTLS + sockmap findings of ktls_probe (docs/datapath.md, "Why") with ftrace:
+# Traces two kTLS + sockmap findings of ktls_probe (docs/notes/ktls-sockmap.md, "Why") with ftrace:
 #   in-map           TLS_TX on a socket that is in a sockmap fails with EINVAL: function_graph
 #                    rooted at tls_setsockopt, kretprobes on the TLS setup functions.
 #   deleted-verdict  after deletion from a map with a stream verdict, SOL_TLS options fail with

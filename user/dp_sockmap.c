@@ -11,7 +11,7 @@
  * socket but were not read stay in its receive queue; the strparser would take them only at the
  * next arrival, so SO_RCVLOWAT is set after the insertion, which makes TCP signal data-ready and
  * the strparser read the queue at once (Linux 6.18: without it the queued bytes waited for the
- * next segment, see docs/datapath.md).
+ * next segment, see docs/notes/sockmap.md, "Findings").
  *
  * Ends. Redirected bytes never wake ktlsd, so each socket has one io_uring poll for
  * POLLRDHUP (POLLERR and POLLHUP always report). A FIN is passed on with shutdown(SHUT_WR) once
@@ -25,7 +25,8 @@
  * backlog guard.
  *
  * Backlog guard. The kernel gives a sockhash redirect no backpressure (Linux 6.18,
- * docs/datapath.md): when a destination reads slower than its source sends, the difference
+ * docs/notes/sockmap.md, "No backpressure"; the rule: docs/datapath.md, "The sockmap backlog
+ * budget"): when a destination reads slower than its source sends, the difference
  * waits in the destination's psock queue, in kernel memory no socket limit covers, and the
  * source's window stays open. limits.sockmap_backlog is a budget for those bytes over every
  * connection of every worker together (backlog_total); while it is exceeded, the largest
@@ -535,7 +536,7 @@ static void complete(struct conn *c, unsigned op, int res)
 	if (res & POLLERR) {
 		/* io_uring reports the mask of the wake-up (sk_error_report), and a kernel sender
 		 * on this socket may have taken sk_err since: SO_ERROR can read 0 here
-		 * (docs/datapath.md). */
+		 * (docs/notes/sockmap.md, "Fixed: bytes lost between the two insertions"). */
 		int err = so_error(fd);
 
 		reset(c, client, err ? err : ECONNRESET);

@@ -1,7 +1,7 @@
 /* passthrough — the first phase of a tls-passthrough connection: read the client's ClientHello
  * (sni.c) without answering it, choose the backend by its SNI (route.c), and hand over to plain
  * forwarding with the ClientHello still in the client buffer, so the backend receives it first,
- * byte for byte. Bounded by timeouts.handshake_ms (conn.c) and by the parser's size limit. */
+ * byte for byte. Bounded by timeouts.handshake_ms (conn_fsm.c) and by the parser's size limit. */
 #ifndef KTLSD_PASSTHROUGH_H
 #define KTLSD_PASSTHROUGH_H
 

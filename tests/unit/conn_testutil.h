@@ -113,6 +113,16 @@ static void fq_complete(unsigned i, int res)
 	conn_complete(ring_ud_obj(ud), ring_ud_op(ud), res);
 }
 
+/* Fires every timer queued (the sockmap tier's backlog check). */
+static void fire_timers(void)
+{
+	for (unsigned i = 0; i < fq_n;)
+		if (fq[i].kind == FOP_TIMEOUT)
+			fq_complete(i, -ETIME);
+		else
+			i++;
+}
+
 /* The queued operation of conn c tagged op, or -1. */
 static int fq_find(const struct conn *c, unsigned op)
 {

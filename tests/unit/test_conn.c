@@ -356,13 +356,19 @@ static SSL *tls_client(int fd)
 	return s;
 }
 
-/* The client's handshake, with the connection's completions in between; then the backend. */
-static int tls_handshake(SSL *s, struct conn *c)
+/* A TLS peer's handshake (client or server), with the connection's completions in between. */
+static void peer_handshake(SSL *s)
 {
 	for (int i = 0; i < 400 && SSL_do_handshake(s) != 1; i++) {
 		run();
 		usleep(1000);
 	}
+}
+
+/* The client's handshake; then the backend. */
+static int tls_handshake(SSL *s, struct conn *c)
+{
+	peer_handshake(s);
 	assert_true(SSL_is_init_finished(s));
 	RUN_UNTIL(c->state == CONN_FORWARDING);
 	return backend_end();
@@ -533,21 +539,15 @@ static void test_backend_tls(void **state)
 	struct conn *c = open_conn(L_BT, &cl);
 	SSL *s = tls_client(cl), *b;
 
-	for (int i = 0; i < 400 && SSL_do_handshake(s) != 1; i++) {
-		run();
-		usleep(1000);
-	}
+	peer_handshake(s);
 	RUN_UNTIL(c->state == CONN_BACKEND_TLS);
 	be = backend_end();
 	b = SSL_new(bsctx);
 	set_nonblock(be);
 	SSL_set_fd(b, be);
 	SSL_set_accept_state(b);
-	for (int i = 0; i < 400 && (r = SSL_do_handshake(b)) != 1; i++) {
-		run();
-		usleep(1000);
-	}
-	assert_int_equal(r, 1);
+	peer_handshake(b);
+	assert_true(SSL_is_init_finished(b));
 	RUN_UNTIL(c->state == CONN_FORWARDING);
 	assert_non_null(c->bssl);
 	assert_int_equal(SSL_write(s, "ping", 4), 4);
@@ -574,10 +574,7 @@ static void test_backend_tls_fails(void **state)
 	SSL *s = tls_client(cl);
 	char b;
 
-	for (int i = 0; i < 400 && SSL_do_handshake(s) != 1; i++) {
-		run();
-		usleep(1000);
-	}
+	peer_handshake(s);
 	RUN_UNTIL(c->state == CONN_BACKEND_TLS);
 	be = backend_end();
 	write_all(be, "HTTP/1.0 400 no\r\n\r\n", 19);
@@ -597,10 +594,7 @@ static void test_backend_tls_timeout(void **state)
 	struct conn *c = open_conn(L_BT, &cl);
 	SSL *s = tls_client(cl);
 
-	for (int i = 0; i < 400 && SSL_do_handshake(s) != 1; i++) {
-		run();
-		usleep(1000);
-	}
+	peer_handshake(s);
 	RUN_UNTIL(c->state == CONN_BACKEND_TLS);
 	be = backend_end();
 	conn_check_timeout(c, env.now_ms + 999);
@@ -691,10 +685,7 @@ static int ktls_with_failure(int opt, unsigned ciphers)
 	ktls_set_ops(&failing_ktls);
 	c = open_conn(L_KT, &cl);
 	s = tls_client(cl);
-	for (int i = 0; i < 400 && SSL_do_handshake(s) != 1; i++) {
-		run();
-		usleep(1000);
-	}
+	peer_handshake(s);
 	RUN_UNTIL(c->state >= CONN_FORWARDING);
 	be = backend_end();
 	tier = c->state == CONN_FORWARDING ? (int)c->dp->id : KTLSD_TIER_N;
@@ -726,7 +717,7 @@ static bool sockmap_here(void)
 
 static void test_sockmap_forwarding_and_half_close(void **state)
 {
-	int cl, be, i;
+	int cl, be;
 	struct conn *c;
 
 	if (!sockmap_here())
@@ -743,19 +734,12 @@ static void test_sockmap_forwarding_and_half_close(void **state)
 	conn_check_timeout(c, env.now_ms + 100); /* the tick reads the counters */
 	assert_int_equal(c->bytes_c2b, 4);
 	assert_int_equal(c->bytes_b2c, 4);
-	i = -1;
-	for (unsigned k = 0; k < fq_n; k++)
-		if (fq[k].kind == FOP_TIMEOUT)
-			i = (int)k;
-	if (i >= 0)
-		fq_complete((unsigned)i, -ETIME); /* the backlog check */
+	fire_timers(); /* the backlog check */
 	shutdown(cl, SHUT_WR);
 	expect_eof(be);
 	close(be);
 	RUN_UNTIL(env.n_conns == 0);
-	for (unsigned k = 0; k < fq_n; k++)
-		if (fq[k].kind == FOP_TIMEOUT)
-			fq_complete(k, -ETIME);
+	fire_timers();
 	close(cl);
 }
 
@@ -784,9 +768,7 @@ static void test_sockmap_handover_with_early_bytes(void **state)
 	close(cl);
 	close(be);
 	RUN_UNTIL(env.n_conns == 0);
-	for (unsigned k = 0; k < fq_n; k++)
-		if (fq[k].kind == FOP_TIMEOUT)
-			fq_complete(k, -ETIME);
+	fire_timers();
 	SSL_free(s);
 }
 
@@ -846,9 +828,7 @@ static void test_sockmap_backlog_guard(void **state)
 	dp_sockmap_check(&env, 1);
 	RUN_UNTIL(env.n_conns == 0);
 	assert_int_equal(atomic_load(&sl->sockmap_backlog_resets), resets + 1);
-	for (unsigned k = 0; k < fq_n; k++)
-		if (fq[k].kind == FOP_TIMEOUT)
-			fq_complete(k, -ETIME);
+	fire_timers();
 	close(cl);
 	close(be);
 }

@@ -2,7 +2,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
 #include "stats.h"
 
 #define RELAXED memory_order_relaxed

@@ -98,14 +98,16 @@ integration: deps-check all $(FIXTURES)
 stage = echo "== $(1)"; t0=$$(date +%s); $(2); rc=$$?; \
 	echo "== $(1): $$([ $$rc = 0 ] && echo ok || echo FAILED) in $$(( $$(date +%s) - t0 )) s"; \
 	[ $$rc = 0 ] || fail=1;
-# The first stage checks that each target in make help works from a fresh clone under /tmp
-# and that the VM guest sees such a tree (tests/fresh-clone.sh; a few seconds).
+# The first stage is make lint (a few seconds); the second checks that each target in make help
+# works from a fresh clone under /tmp and that the VM guest sees such a tree (tests/fresh-clone.sh;
+# a few seconds).
 FRESH_CLONE_CHECK = bash tests/fresh-clone.sh 2>&1
 # make -n runs a recipe that calls $(MAKE), as test's does; $(call dry,COMMAND) then prints
 # COMMAND instead, so that make -n test shows the VM stage without booting anything.
 dry = $(if $(findstring n,$(firstword -$(MAKEFLAGS))),echo '$(1)',$(1))
 test: deps-check all $(UNIT_BIN) $(FIXTURES)
 	$(Q)fail=0; \
+	$(call stage,lint: clang-format and the include layers (make lint),$(MAKE) --no-print-directory lint) \
 	$(call stage,make targets in a fresh clone (tests/fresh-clone.sh),$(call dry,$(FRESH_CLONE_CHECK))) \
 	$(call stage,unit tests (cmocka),$(MAKE) --no-print-directory unit) \
 	$(call stage,integration tests (real daemon and clients),$(MAKE) --no-print-directory integration) \
@@ -121,6 +123,23 @@ test: deps-check all $(UNIT_BIN) $(FIXTURES)
 
 check: deps-check
 	$(Q)KTLSD_SANITIZED=1 $(MAKE) --no-print-directory SAN=1 unit integration
+
+# make lint: every tracked C file as clang-format writes it (tools/lint/format.sh; make format
+# rewrites them), the include layers of user/ (tools/lint/includes.py: no upward include, no
+# cycle, no unused include, every module in one layer of tools/lint/layers.txt), and
+# lint-selftest, which plants a violation of each kind in a copy and expects each one caught.
+# Every part runs even when an earlier one fails. (No $(MAKE) in the recipe: make -n would then
+# run it, not print it.)
+LINT_PY := /usr/bin/python3
+lint: deps-check
+	$(Q)fail=0; \
+	sh tools/lint/format.sh || fail=1; \
+	$(LINT_PY) tools/lint/includes.py || fail=1; \
+	$(LINT_PY) tools/lint/selftest.py || fail=1; \
+	exit $$fail
+
+lint-selftest:
+	$(Q)$(LINT_PY) tools/lint/selftest.py
 
 # The integration suite with every daemon under valgrind's memcheck: an error or a definite leak
 # fails the test that started that daemon (tests/integration/conftest.py; false positives of
@@ -235,7 +254,7 @@ install: all
 		'systemctl enable --now ktlsd'
 
 format:
-	clang-format -i user/*.[ch] tools/*.c include/*.h tests/unit/*.c
+	sh tools/lint/format.sh -i
 
 clean:
 	rm -rf build
@@ -244,11 +263,13 @@ help:
 	@echo 'make            build build/ktlsd and build/ktlsctl'
 	@echo 'make deps       install the Debian packages needed to build and test'
 	@echo 'make run        demo: certificates, a backend and ktlsd on 127.0.0.1'
-	@echo 'make test       unit, integration, check, valgrind (subset), fuzz (short), VM (kTLS)'
+	@echo 'make test       lint, unit, integration, check, valgrind (subset), fuzz (short), VM (kTLS)'
 	@echo 'make unit       cmocka unit tests only'
 	@echo 'make integration  tests through the real daemon with real clients (root)'
 	@echo 'make vmtest     kTLS tests in QEMU with Debian 6.1 and 6.12 kernels'
 	@echo 'make check      unit + integration built with ASan+UBSan'
+	@echo 'make lint       clang-format check, include layers of user/ (tools/lint/layers.txt), self-test'
+	@echo 'make lint-selftest  plant a violation of each kind in a copy; the lint must catch each'
 	@echo 'make valgrind   the integration suite with the daemon under valgrind memcheck'
 	@echo 'make valgrind-ci  the subset of it that make test runs'
 	@echo 'make fuzz       libFuzzer targets, FUZZ_SECONDS each (default 60)'
@@ -256,7 +277,8 @@ help:
 	@echo 'make install    install binaries under $$(DESTDIR)/usr/local'
 	@echo 'V=1             show full commands'
 
-.PHONY: all unit integration test check valgrind valgrind-ci vmtest fuzz run deps deps-check install format clean help bench
+.PHONY: all unit integration test check lint lint-selftest valgrind valgrind-ci vmtest fuzz run \
+	deps deps-check install format clean help bench
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 
 $(B)/user/policy_data.o: user/policy_data.S data/elb-policies.json

@@ -12,6 +12,14 @@ B := build/san
 CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
 endif
+# make coverage: another such tree, instrumented for gcov; -O0, so that each line's count is its
+# own and not one the optimiser merged into another line's.
+COV_B := build/cov
+ifeq ($(COV),1)
+B := $(COV_B)
+CFLAGS := -O0 -g --coverage
+LDFLAGS += --coverage
+endif
 
 PKGS := libssl libcrypto liburing jansson libbpf
 CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
@@ -140,6 +148,20 @@ lint: deps-check
 
 lint-selftest:
 	$(Q)$(LINT_PY) tools/lint/selftest.py
+
+# make coverage: the unit tests built in $(COV_B) with gcov's instrumentation (COV=1) and run from
+# zero counts, then the lines of COVERAGE_SRC they executed, per file and combined, from gcov's
+# own counts (tools/coverage.py); fails when the combined share is below COVERAGE_MIN percent,
+# or when a unit test fails. COVERAGE_SRC takes every conn_*.c and dp_*.c there is. make -n runs
+# this recipe for its $(MAKE); dry makes it print the rest.
+COVERAGE_SRC ?= $(wildcard user/conn.c user/conn_*.c user/dp_*.c user/handoff.c)
+COVERAGE_MIN ?= 80
+coverage: deps-check
+	$(Q)$(call dry,find $(COV_B) -name \*.gcda -delete 2>/dev/null); \
+	$(MAKE) --no-print-directory COV=1 unit; rc=$$?; \
+	$(call dry,/usr/bin/python3 tools/coverage.py --build $(COV_B) --min $(COVERAGE_MIN) $(COVERAGE_SRC)) \
+		|| rc=1; \
+	exit $$rc
 
 # The integration suite with every daemon under valgrind's memcheck: an error or a definite leak
 # fails the test that started that daemon (tests/integration/conftest.py; false positives of
@@ -270,6 +292,7 @@ help:
 	@echo 'make check      unit + integration built with ASan+UBSan'
 	@echo 'make lint       clang-format check, include layers of user/ (tools/lint/layers.txt), self-test'
 	@echo 'make lint-selftest  plant a violation of each kind in a copy; the lint must catch each'
+	@echo 'make coverage   unit tests under gcov: line coverage of COVERAGE_SRC, min COVERAGE_MIN %'
 	@echo 'make valgrind   the integration suite with the daemon under valgrind memcheck'
 	@echo 'make valgrind-ci  the subset of it that make test runs'
 	@echo 'make fuzz       libFuzzer targets, FUZZ_SECONDS each (default 60)'
@@ -277,8 +300,8 @@ help:
 	@echo 'make install    install binaries under $$(DESTDIR)/usr/local'
 	@echo 'V=1             show full commands'
 
-.PHONY: all unit integration test check lint lint-selftest valgrind valgrind-ci vmtest fuzz run \
-	deps deps-check install format clean help bench
+.PHONY: all unit integration test check lint lint-selftest coverage valgrind valgrind-ci vmtest fuzz \
+	run deps deps-check install format clean help bench
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 
 $(B)/user/policy_data.o: user/policy_data.S data/elb-policies.json

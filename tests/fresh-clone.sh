@@ -101,6 +101,11 @@ for target in "${targets[@]}"; do
 		;;
 	lint) expect lint "format and includes" "$out" "$need_deps_check" "${need_lint[@]}" ;;
 	lint-selftest) expect lint-selftest plants "$out" 'python3 tools/lint/selftest\.py$' ;;
+	coverage)
+		expect coverage gcov "$out" "$need_deps_check" '-lcmocka -o build/cov/tests/test_' \
+			'sh tests/fixtures/gen.sh build/cov/fixtures$' '--coverage' \
+			"python3 tools/coverage.py --build build/cov --min [0-9.]+ user/conn\.c "
+		;;
 	check) expect check ASan "$out" "$need_deps_check" "$need_san_ktlsd" "$need_san_fixtures" \
 			"$need_san_unit" "$need_san_skel" 'python3 -m pytest'
 		;;

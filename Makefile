@@ -12,6 +12,14 @@ B := build/san
 CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
 endif
+# make coverage: another such tree, instrumented for gcov; -O0, so that each line's count is its
+# own and not one the optimiser merged into another line's.
+COV_B := build/cov
+ifeq ($(COV),1)
+B := $(COV_B)
+CFLAGS := -O0 -g --coverage
+LDFLAGS += --coverage
+endif
 
 PKGS := libssl libcrypto liburing jansson libbpf
 CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
@@ -98,16 +106,19 @@ integration: deps-check all $(FIXTURES)
 stage = echo "== $(1)"; t0=$$(date +%s); $(2); rc=$$?; \
 	echo "== $(1): $$([ $$rc = 0 ] && echo ok || echo FAILED) in $$(( $$(date +%s) - t0 )) s"; \
 	[ $$rc = 0 ] || fail=1;
-# The first stage checks that each target in make help works from a fresh clone under /tmp
-# and that the VM guest sees such a tree (tests/fresh-clone.sh; a few seconds).
+# The first stage is make lint (a few seconds); the second checks that each target in make help
+# works from a fresh clone under /tmp and that the VM guest sees such a tree (tests/fresh-clone.sh;
+# a few seconds).
 FRESH_CLONE_CHECK = bash tests/fresh-clone.sh 2>&1
 # make -n runs a recipe that calls $(MAKE), as test's does; $(call dry,COMMAND) then prints
 # COMMAND instead, so that make -n test shows the VM stage without booting anything.
 dry = $(if $(findstring n,$(firstword -$(MAKEFLAGS))),echo '$(1)',$(1))
 test: deps-check all $(UNIT_BIN) $(FIXTURES)
 	$(Q)fail=0; \
+	$(call stage,lint: clang-format and the include layers (make lint),$(MAKE) --no-print-directory lint) \
 	$(call stage,make targets in a fresh clone (tests/fresh-clone.sh),$(call dry,$(FRESH_CLONE_CHECK))) \
 	$(call stage,unit tests (cmocka),$(MAKE) --no-print-directory unit) \
+	$(call stage,unit-test coverage of the connection code (make coverage),$(MAKE) --no-print-directory coverage) \
 	$(call stage,integration tests (real daemon and clients),$(MAKE) --no-print-directory integration) \
 	$(call stage,ASan+UBSan: unit and integration (make check),$(MAKE) --no-print-directory check) \
 	$(call stage,valgrind memcheck: integration subset (make valgrind-ci),$(MAKE) --no-print-directory valgrind-ci) \
@@ -121,6 +132,38 @@ test: deps-check all $(UNIT_BIN) $(FIXTURES)
 
 check: deps-check
 	$(Q)KTLSD_SANITIZED=1 $(MAKE) --no-print-directory SAN=1 unit integration
+
+# make lint: every tracked C file as clang-format writes it (tools/lint/format.sh; make format
+# rewrites them), the include layers of user/ (tools/lint/includes.py: no upward include, no
+# cycle, no unused include, every module in one layer of tools/lint/layers.txt), and
+# lint-selftest, which plants a violation of each kind in a copy and expects each one caught.
+# Every part runs even when an earlier one fails. (No $(MAKE) in the recipe: make -n would then
+# run it, not print it.)
+LINT_PY := /usr/bin/python3
+lint: deps-check
+	$(Q)fail=0; \
+	sh tools/lint/format.sh || fail=1; \
+	$(LINT_PY) tools/lint/includes.py || fail=1; \
+	$(LINT_PY) tools/lint/selftest.py || fail=1; \
+	exit $$fail
+
+lint-selftest:
+	$(Q)$(LINT_PY) tools/lint/selftest.py
+
+# make coverage: the unit tests built in $(COV_B) with gcov's instrumentation (COV=1) and run from
+# zero counts, then the lines of COVERAGE_SRC they executed, per file and combined, from gcov's
+# own counts (tools/coverage.py); fails when the combined share is below COVERAGE_MIN percent,
+# or when a unit test fails. COVERAGE_SRC is the connection code (docs/architecture.md): every
+# conn_*.c and dp_*.c there is, the handoff and the tier choice. make -n runs this recipe for its
+# $(MAKE); dry makes it print the rest.
+COVERAGE_SRC ?= $(wildcard user/conn.c user/conn_*.c user/dp_*.c user/handoff.c user/tier.c)
+COVERAGE_MIN ?= 80
+coverage: deps-check
+	$(Q)$(call dry,find $(COV_B) -name \*.gcda -delete 2>/dev/null); \
+	$(MAKE) --no-print-directory COV=1 unit; rc=$$?; \
+	$(call dry,/usr/bin/python3 tools/coverage.py --build $(COV_B) --min $(COVERAGE_MIN) $(COVERAGE_SRC)) \
+		|| rc=1; \
+	exit $$rc
 
 # The integration suite with every daemon under valgrind's memcheck: an error or a definite leak
 # fails the test that started that daemon (tests/integration/conftest.py; false positives of
@@ -237,7 +280,7 @@ install: all
 		'systemctl enable --now ktlsd'
 
 format:
-	clang-format -i user/*.[ch] tools/*.c include/*.h tests/unit/*.c
+	sh tools/lint/format.sh -i
 
 clean:
 	rm -rf build
@@ -246,11 +289,14 @@ help:
 	@echo 'make            build build/ktlsd and build/ktlsctl'
 	@echo 'make deps       install the Debian packages needed to build and test'
 	@echo 'make run        demo: certificates, a backend and ktlsd on 127.0.0.1'
-	@echo 'make test       unit, integration, check, valgrind (subset), fuzz (short), VM (kTLS)'
+	@echo 'make test       lint, unit, coverage, integration, check, valgrind (subset), fuzz (short), VM (kTLS)'
 	@echo 'make unit       cmocka unit tests only'
 	@echo 'make integration  tests through the real daemon with real clients (root)'
 	@echo 'make vmtest     kTLS tests in QEMU with Debian 6.1 and 6.12 kernels'
 	@echo 'make check      unit + integration built with ASan+UBSan'
+	@echo 'make lint       clang-format check, include layers of user/ (tools/lint/layers.txt), self-test'
+	@echo 'make lint-selftest  plant a violation of each kind in a copy; the lint must catch each'
+	@echo 'make coverage   unit tests under gcov: line coverage of COVERAGE_SRC, min COVERAGE_MIN %'
 	@echo 'make valgrind   the integration suite with the daemon under valgrind memcheck'
 	@echo 'make valgrind-ci  the subset of it that make test runs'
 	@echo 'make fuzz       libFuzzer targets, FUZZ_SECONDS each (default 60)'
@@ -258,7 +304,8 @@ help:
 	@echo 'make install    install binaries under $$(DESTDIR)/usr/local'
 	@echo 'V=1             show full commands'
 
-.PHONY: all unit integration test check valgrind valgrind-ci vmtest fuzz run deps deps-check install format clean help bench
+.PHONY: all unit integration test check lint lint-selftest coverage valgrind valgrind-ci vmtest fuzz \
+	run deps deps-check install format clean help bench
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 
 $(B)/user/policy_data.o: user/policy_data.S data/elb-policies.json

@@ -51,6 +51,7 @@ need_san_fixtures='sh tests/fixtures/gen.sh build/san/fixtures$'
 need_san_unit='-lcmocka -o build/san/tests/test_'
 # The ASan tree compiles against its own BPF skeleton, not one a plain make left in build/bpf.
 need_san_skel='-Ibuild/san/bpf .*-c user/bpfmap\.c -o build/san/user/bpfmap\.o$'
+need_lint=('sh tools/lint/format\.sh ' 'python3 tools/lint/includes\.py ' 'python3 tools/lint/selftest\.py ')
 
 # expect TARGET LABEL TEXT REGEX...: each REGEX matches a line of TEXT (make -n TARGET's output).
 expect() {
@@ -84,7 +85,7 @@ for target in "${targets[@]}"; do
 		expect test prerequisites "$(sed '/^== /,$d' <<<"$out")" "$need_deps_check" \
 			"$need_ktlsd" "$need_ktlsctl" "$need_unit" "$need_fixtures"
 		expect test stages "$out" "$need_san_ktlsd" "$need_san_fixtures" "$need_san_unit" \
-			"$need_san_skel" \
+			"$need_san_skel" "${need_lint[@]}" \
 			'^(VMTEST_MIB=[0-9]+ )?echo vmtest-ran$' '^echo fresh-ran$' 'build/fuzz/fuzz_config$'
 		! grep -Eq '^(vmtest|fresh)-ran$' <<<"$out" ||
 			fail "make -n test ran its VM stage or this script instead of printing them"
@@ -97,6 +98,13 @@ for target in "${targets[@]}"; do
 	vmtest)
 		expect vmtest QEMU "$out" "$need_deps_check" "$need_ktlsd" "$need_fixtures" \
 			'bash tests/vm/run.sh'
+		;;
+	lint) expect lint "format and includes" "$out" "$need_deps_check" "${need_lint[@]}" ;;
+	lint-selftest) expect lint-selftest plants "$out" 'python3 tools/lint/selftest\.py$' ;;
+	coverage)
+		expect coverage gcov "$out" "$need_deps_check" '-lcmocka -o build/cov/tests/test_' \
+			'sh tests/fixtures/gen.sh build/cov/fixtures$' '--coverage' \
+			"python3 tools/coverage.py --build build/cov --min [0-9.]+ user/conn\.c "
 		;;
 	check) expect check ASan "$out" "$need_deps_check" "$need_san_ktlsd" "$need_san_fixtures" \
 			"$need_san_unit" "$need_san_skel" 'python3 -m pytest'

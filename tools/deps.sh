@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="build-essential pkg-config libssl-dev liburing-dev libjansson-dev libcmocka-dev libgnutls28-dev \
-libbpf-dev bpftool clang llvm openssl curl gnutls-bin python3 python3-pytest sslscan \
+libbpf-dev bpftool clang clang-format llvm openssl curl gnutls-bin python3 python3-pytest sslscan \
 qemu-system-x86 busybox-static cpio kmod xz-utils zstd iproute2 valgrind slowhttptest python3-scapy \
 util-linux"
 

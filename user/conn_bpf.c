@@ -53,6 +53,7 @@ static void entry_create(struct conn *c)
 		strncpy(e.cipher, c->cipher, sizeof(e.cipher) - 1);
 	if (bpfmap_conn_put(c->cookie, &e) < 0)
 		c->cookie = 0; /* map full: this connection is not listed */
+	c->bpf_state = (uint8_t)e.state;
 }
 
 void conn_bpf_sync(struct conn *c)
@@ -65,9 +66,11 @@ void conn_bpf_sync(struct conn *c)
 	}
 	/* The sockmap tier keeps its entry itself (dp_sockmap.c: the kernel moves its bytes). Other
 	 * tiers: written when ktlsd's own counts moved since the last tick (stats_conn_flush calls
-	 * this before it takes them), so an idle connection costs no syscall. */
+	 * this before it takes them) or its state changed (a half-close), so an idle connection
+	 * costs no syscall. */
 	if (!c->cookie || c->tier == KTLSD_TIER_SOCKMAP ||
-	    (c->bytes_c2b == c->acct_c2b && c->bytes_b2c == c->acct_b2c))
+	    (c->bytes_c2b == c->acct_c2b && c->bytes_b2c == c->acct_b2c &&
+	     c->bpf_state == conn_state(c)))
 		return;
 	if (bpfmap_conn_get(c->cookie, &e) < 0)
 		return;
@@ -77,6 +80,7 @@ void conn_bpf_sync(struct conn *c)
 	e.last_ns = c->active_ms * 1000000ull;
 	if (bpfmap_conn_put(c->cookie, &e) < 0)
 		return; /* the entry stays as it was; the next tick retries */
+	c->bpf_state = (uint8_t)e.state;
 }
 
 void conn_bpf_close(struct conn *c)

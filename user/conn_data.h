@@ -156,6 +156,7 @@ struct conn {
 	uint64_t acct_c2b, acct_b2c;
 	uint8_t tier;
 	bool bpf_want;			 /* its conns entry is due at the next tick (conn_bpf.h) */
+	uint8_t bpf_state;		 /* the enum ktlsd_state that entry has */
 	uint16_t tls_version, cipher_id; /* for that entry: the SSL may be gone by then */
 	uint64_t cookie; /* client socket cookie: its conns map key (conn_bpf.h); 0 = no entry */
 	struct admit_hold limits; /* released as the handshake ends and at free */

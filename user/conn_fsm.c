@@ -15,7 +15,7 @@
 #include "backend_tls.h"
 #include "conn.h"
 #include "conn_fsm.h"
-#include "conn_log.h"
+#include "log.h"
 #include "datapath.h"
 #include "handshake.h"
 #include "hostname.h"

@@ -16,7 +16,6 @@
 #include "config.h"
 #include "err.h"
 
-#define KTLSD_VERSION "0.1.0"
 /* Longest request line accepted, newline excluded (a cert-set carries two PEM texts). */
 #define CTL_LINE_MAX 65536
 /* Connections held at once, each kind with its own cap, so that metrics clients (anyone who can

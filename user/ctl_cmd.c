@@ -12,6 +12,7 @@
 #include "ctl.h"
 #include "reload.h"
 #include "stats.h"
+#include "version.h"
 #include "worker.h"
 
 #define CONNS_DEFAULT 100

@@ -5,6 +5,7 @@
 #include "datapath.h"
 #include "handoff.h"
 #include "ktls.h"
+#include "conn.h"
 #include "conn_log.h"
 #include "rlayer.h"
 #include "state.h"

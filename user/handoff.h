@@ -6,7 +6,9 @@
 #ifndef KTLSD_HANDOFF_H
 #define KTLSD_HANDOFF_H
 
-#include "conn.h"
+#include <stdbool.h>
+
+struct conn;
 
 enum handoff_result {
 	HANDOFF_DONE, /* the kernel has the session: c goes on dp_splice; call handoff_release */

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 
 #include "conn_bio.h"
+#include "conn_data.h"
 #include "err.h"
 #include "handoff.h"
 #include "handshake.h"

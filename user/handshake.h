@@ -8,7 +8,11 @@
 
 #include <openssl/ssl.h>
 
-#include "conn.h"
+#include <stdbool.h>
+
+#include <openssl/ssl.h>
+
+struct conn;
 
 int handshake_start(struct conn *c, SSL_CTX *ctx) __attribute__((warn_unused_result));
 /* Advances the handshake: 1 = finished, 0 = needs I/O, -ECONNRESET = the client closed or reset

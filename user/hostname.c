@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 /* hostname.c — see hostname.h. Why the wildcard rules are what they are is written down at the
  * top of certstore_select.c. */
 #include <string.h>
@@ -131,4 +132,11 @@ char *hostname_text(const char *host, size_t len, char *out, size_t outlen)
 	}
 	out[o] = '\0';
 	return out;
+}
+
+bool hostname_is_ip(const char *s)
+{
+	unsigned char a[16];
+
+	return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
 }

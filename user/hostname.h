@@ -28,6 +28,8 @@ const char *hostname_check_pattern(const char *name);
 /* A name as a client sent it (an SNI: any byte but NUL reaches us through OpenSSL) is safe to
  * print and to hand on only when it holds nothing but letters, digits, '-', '.' and '_'. */
 bool hostname_plain(const char *host, size_t len);
+/* True when s is an IPv4 or IPv6 address literal (no SNI may carry one, RFC 6066 §3). */
+bool hostname_is_ip(const char *s);
 /* The text to log or show for a received name: plain bytes as they are, any other as \xHH, cut
  * to fit out (outlen >= 1, always terminated). Returns out. 4 × 255 + 1 bytes hold any SNI. */
 #define HOSTNAME_TEXT_MAX (4 * 255 + 1)

@@ -21,6 +21,7 @@
 #include "reload.h"
 #include "state.h"
 #include "stats.h"
+#include "version.h"
 #include "worker.h"
 
 static void usage(FILE *f)

@@ -8,10 +8,10 @@
 #include "admit.h"
 #include "certstore.h"
 #include "dp_sockmap.h"
-#include "ctl.h"
 #include "metrics.h"
 #include "reload.h"
 #include "stats.h"
+#include "version.h"
 
 struct sbuf {
 	char *p;

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
+#include "conn_data.h"
 #include "hostname.h"
 #include "passthrough.h"
 #include "route.h"

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend_tls.h"
+#include "backend_tls_ctx.h"
 #include "keyfile.h"
 #include "log.h"
 #include "privdrop.h"

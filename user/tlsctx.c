@@ -8,7 +8,6 @@
 #include <openssl/err.h>
 
 #include "certstore.h"
-#include "datapath.h"
 #include "errmsg.h"
 #include "ktls.h"
 #include "log.h"

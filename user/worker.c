@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "admit.h"
+#include "conn.h"
 #include "conn_fsm.h"
 #include "dp_sockmap.h"
 #include "dp_userspace.h"

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "conn.h"
+#include "conn_data.h"
 #include "ring.h"
 #include "state.h"
 

@@ -19,7 +19,10 @@
 #include "ktls.h"
 #include <linux/tls.h>
 #include <netinet/tcp.h>
+#include "bpfmap.h"
+#include "ring.h"
 #include "stats.h"
+#include "stats_conn.h"
 
 enum { L_PLAIN, L_WEB, L_PT, L_DEAD, L_TWO, L_SM, L_KT, L_BT, L_CBC, L_N };
 
@@ -186,8 +189,17 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	unsigned left;
+
 	run();
-	assert_int_equal(env.n_conns, 0);
+	left = env.n_conns;
+	/* A failed test leaves its connection: closed here, so the next test starts clean. */
+	for (int i = 0; i < 100 && env.conns; i++) {
+		conn_abort(env.conns, CONN_END_SHUTDOWN);
+		run();
+	}
+	fire_timers();
+	assert_int_equal(left, 0);
 	assert_int_equal(fq_n, 0);
 	assert_int_equal(conn_bad_transitions, 0);
 	ktls_set_ops(NULL);
@@ -846,10 +858,122 @@ static void test_every_end_is_named(void **state)
 		assert_string_not_equal(conn_state_name((enum conn_state)s), "?");
 }
 
+/* TLS 1.3 on ktlsd's record layer: a KeyUpdate asking for ours is answered, data still flows
+ * both ways after it; a record that fails authentication gets bad_record_mac. */
+static void test_rlayer_key_update_and_bad_record(void **state)
+{
+	int cl, be;
+	struct conn *c = open_conn(L_WEB, &cl);
+	SSL *s = tls_client(cl);
+	unsigned char rec[64];
+
+	be = tls_handshake(s, c);
+	assert_non_null(c->rl);
+	assert_int_equal(SSL_key_update(s, SSL_KEY_UPDATE_REQUESTED), 1);
+	assert_int_equal(SSL_write(s, "ping", 4), 4);
+	expect_bytes(be, "ping");
+	write_all(be, "pong", 4);
+	tls_expect(s, "pong"); /* under the server's new key */
+	memset(rec, 0x5a, sizeof(rec));
+	rec[0] = 23, rec[1] = 3, rec[2] = 3, rec[3] = 0, rec[4] = 40;
+	write_all(cl, rec, 5 + 40);
+	assert_true(read_some(cl, rec, sizeof(rec)) >= 7); /* the alert */
+	RUN_UNTIL(env.n_conns == 0);
+	SSL_free(s);
+	close(cl);
+	close(be);
+}
+
+/* With the BPF programs loaded, a userspace connection gets its conns entry at its first tick,
+ * and the entry follows its bytes. */
+static void test_bpf_conns_entry(void **state)
+{
+	struct ktlsd_conn e;
+	int cl, be;
+	struct conn *c;
+
+	if (!bpfmap_loaded())
+		skip();
+	c = open_conn(L_TWO, &cl);
+	run();
+	be = backend_end();
+	stats_conn_flush(c); /* the worker's tick */
+	assert_true(c->cookie != 0);
+	write_all(cl, "abc", 3);
+	expect_bytes(be, "abc");
+	stats_conn_flush(c);
+	assert_int_equal(bpfmap_conn_get(c->cookie, &e), 0);
+	assert_int_equal(e.tier, KTLSD_TIER_USERSPACE);
+	assert_int_equal(e.bytes_c2b, 3);
+	shutdown(cl, SHUT_WR);
+	expect_eof(be);
+	stats_conn_flush(c);
+	assert_int_equal(bpfmap_conn_get(c->cookie, &e), 0);
+	assert_int_equal(e.state, KTLSD_STATE_HALF_CLOSED);
+	close(be);
+	RUN_UNTIL(env.n_conns == 0);
+	close(cl);
+}
+
+/* The seam's io_uring side delivers what the fake promises: one completion per operation, with
+ * its tag, and a cancel that ends a waiting recv with -ECANCELED. */
+static void test_ring_implementation(void **state)
+{
+	static const struct __kernel_timespec ts = { .tv_nsec = 1000000 };
+	struct io_uring_cqe *cqe;
+	struct sockaddr_in a;
+	struct ring r;
+	int lfd = listen_any(&a), sv[2], got = 0, fd;
+	char buf[8];
+	uint64_t tag = 0x1230;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(ring_init(&r, 16), 0);
+	assert_int_equal(ring_start(&r), 0);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	conn_io_ring.send(&r, sv[0], "hi", 2, tag | OP_CSEND);
+	conn_io_ring.recv(&r, sv[1], buf, sizeof(buf), tag | OP_CRECV);
+	conn_io_ring.poll(&r, sv[1], POLLOUT, tag | OP_DP1);
+	conn_io_ring.timeout(&r, &ts, tag | OP_TICK);
+	conn_io_ring.connect(&r, fd, (struct sockaddr *)&a, sizeof(a), &ts, tag | OP_CONNECT,
+			     tag | OP_LINKTO);
+	conn_io_ring.recv(&r, sv[0], buf, sizeof(buf), tag | OP_BRECV); /* nothing comes */
+	while (got < 6) {
+		assert_true(ring_wait(&r) >= 0);
+		while (io_uring_peek_cqe(&r.uring, &cqe) == 0) {
+			uint64_t ud = io_uring_cqe_get_data64(cqe);
+
+			assert_int_equal(ud & ~(uint64_t)RING_OP_MASK, tag);
+			switch (ring_ud_op(ud)) {
+			case OP_CSEND:
+			case OP_CRECV:
+				assert_int_equal(cqe->res, 2);
+				break;
+			case OP_CONNECT:
+				assert_int_equal(cqe->res, 0);
+				break;
+			}
+			io_uring_cqe_seen(&r.uring, cqe);
+			got++;
+		}
+	}
+	conn_io_ring.cancel(&r, tag | OP_BRECV);
+	assert_true(ring_wait(&r) >= 0);
+	assert_int_equal(io_uring_peek_cqe(&r.uring, &cqe), 0);
+	assert_true(cqe->res == -ECANCELED || cqe->res == 0 || cqe->res == -ENOENT);
+	io_uring_cqe_seen(&r.uring, cqe);
+	ring_exit(&r);
+	conn_io_ring.close(NULL, fd);
+	close(sv[0]);
+	close(sv[1]);
+	close(lfd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_end_is_named),
+		cmocka_unit_test(test_ring_implementation),
 		cmocka_unit_test_setup_teardown(test_tcp_half_close_client_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tcp_half_close_backend_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backend_unreachable, setup, teardown),
@@ -864,6 +988,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_close_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_openssl_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rlayer_key_update_and_bad_record, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_bpf_conns_entry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backend_tls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backend_tls_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backend_tls_timeout, setup, teardown),

@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "reload.h"
 #include "stats.h"
+#include "version.h"
 
 static struct config cfg = { .path = "ktlsd.json" };
 static struct state st = { .cfg = &cfg };

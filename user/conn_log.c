@@ -7,6 +7,7 @@
 #include "conn_log.h"
 #include "hostname.h"
 #include "mtls.h"
+#include "ratelog.h"
 #include "route.h"
 #include "state.h"
 #include "tlsctx.h"
@@ -20,6 +21,21 @@ void conn_log_emit(const struct conn *c, enum log_level lvl, const char *fmt, ..
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	log_emit(lvl, "conn peer=%s listener=%s: %s", c->peer_text, c->l->cfg->name, msg);
+}
+
+void conn_log_renegotiation(struct conn *c)
+{
+	static struct ratelog all;
+	uint64_t left_out;
+
+	/* The first attempt of each connection, and no more than one line a second in all: a
+	 * client may send a ClientHello in every record. */
+	if (c->renegs < UINT8_MAX)
+		c->renegs++;
+	if (c->renegs != 1 || !ratelog_allow(&all, c->env->now_ms, &left_out))
+		return;
+	conn_log(c, LOG_INFO, "client attempted renegotiation: refused%s",
+		 left_out ? " (and more on other connections, not logged)" : "");
 }
 
 static void log_passthrough(const struct conn *c, const char *result)

@@ -4,8 +4,8 @@
 
 #include "conn.h"
 #include "conn_rl.h"
-#include "handshake.h"
 #include "conn_log.h"
+#include "ktls.h"
 #include "rlayer.h"
 #include "state.h"
 #include "tls_wire.h"
@@ -125,7 +125,7 @@ static bool on_handshake(struct conn *c, const uint8_t *p, uint32_t n)
 		return fail(c, "malformed or unexpected handshake message after the handshake",
 			    alert);
 	if (rlayer_version(c->rl) != TLS1_3_VERSION) {
-		handshake_log_renegotiation(c);
+		conn_log_renegotiation(c);
 		c->rl_pending |= RL_OWE_NO_RENEG;
 		return true;
 	}
@@ -268,4 +268,61 @@ bool conn_rl_encrypt(struct conn *c, unsigned peer_done)
 	if (r == 0)
 		c->flags |= CF_C_NOTIFY;
 	return r == 0 || r == -ENOSPC ? true : fail(c, "cannot seal a record", 0);
+}
+
+/* ---- the hand-over from OpenSSL ---- */
+
+/* A record layer continuing the client's session as of now, or NULL. OpenSSL must hold nothing
+ * of the client's: no unread plaintext (SSL_pending) and no part of a record (ssl_rx counts what
+ * it read through its BIO; it reads one record at a time). What is left in cin then starts at a
+ * record boundary. */
+static struct rlayer *session_rlayer(struct conn *c)
+{
+	uint8_t tx_secret[KTLS_SECRET_MAX], rx_secret[KTLS_SECRET_MAX];
+	struct rlayer *rl = NULL;
+	struct ktls_keys keys;
+	struct ktls_seq seq;
+	int len = 0;
+
+	if (!c->ssl || !rlayer_supported(ktls_cipher_of(c->ssl), (uint16_t)SSL_version(c->ssl)))
+		return NULL;
+	if (!record_aligned(&c->ssl_rx) || SSL_pending(c->ssl) ||
+	    ktls_session_keys(c->ssl, &c->tx_rec, &keys, &seq))
+		return NULL;
+	if (keys.version == TLS1_3_VERSION)
+		len = ktls_traffic_secrets(c->ssl, tx_secret, rx_secret);
+	if (len >= 0)
+		rl = rlayer_new(&keys, &seq, tx_secret, rx_secret, (size_t)len);
+	ktls_keys_wipe(&keys);
+	OPENSSL_cleanse(tx_secret, sizeof(tx_secret));
+	OPENSSL_cleanse(rx_secret, sizeof(rx_secret));
+	return rl;
+}
+
+bool conn_rl_take_over(struct conn *c)
+{
+	c->rl = session_rlayer(c);
+	return c->rl != NULL;
+}
+
+int conn_rl_peek_close_notify(struct conn *c)
+{
+	static __thread uint8_t pt[RLAYER_MAX_OPEN];
+	struct rlayer *rl = session_rlayer(c);
+	struct rlayer_rec rec;
+	int n;
+
+	if (!rl)
+		return -EOPNOTSUPP;
+	n = rlayer_open(rl, c->cin.data + c->cin.head, buf_len(&c->cin), pt, sizeof(pt), &rec);
+	rlayer_free(rl);
+	n = n > 0 && rec.type == TLS_CT_ALERT && rec.len == 2 && pt[1] == TLS_ALERT_CLOSE_NOTIFY;
+	OPENSSL_cleanse(pt, sizeof(pt));
+	return n;
+}
+
+void conn_rl_free_ssl(struct conn *c)
+{
+	SSL_free(c->ssl);
+	c->ssl = NULL;
 }

@@ -4,7 +4,7 @@
  *
  *   close_notify   the client's ends its direction (as does a FIN); ours follows the backend's FIN
  *   alerts         a fatal alert from the client ends the connection with a log line; TLS 1.2
- *                  warnings are ignored, as OpenSSL does, up to five in a row
+ *                  warnings are ignored, as OpenSSL does, four in a row (the fifth is fatal)
  *   KeyUpdate      TLS 1.3: followed, and answered with our own when the client asks for it
  *   renegotiation  TLS 1.2: a ClientHello is refused with a no_renegotiation warning, as
  *                  OpenSSL with SSL_OP_NO_RENEGOTIATION does; any other handshake message is
@@ -28,6 +28,20 @@ struct conn;
  * the record is well-formed: an alert of two bytes, a TLS 1.3 KeyUpdate alone in its record, a
  * TLS 1.2 ClientHello (refused, not fatal). */
 uint8_t conn_rl_record_alert(uint16_t version, uint8_t type, const uint8_t *p, uint32_t n);
+
+/* After the handshake, with no kernel TLS for the session (handoff.h): moves the client side from
+ * OpenSSL's record layer to ktlsd's own when the session allows it: an AEAD suite rlayer has, and
+ * OpenSSL holding no unread plaintext and no part of a record. True when c->rl took over; the
+ * caller then writes the handshake line (which reads the SSL) and calls conn_rl_free_ssl. False
+ * leaves c as it was. */
+bool conn_rl_take_over(struct conn *c);
+/* Frees the client's SSL once nothing needs it any more. */
+void conn_rl_free_ssl(struct conn *c);
+/* Whether the client's first record after the handshake (at the start of cin) is a close_notify,
+ * opened with a throwaway copy of the session's keys: nothing is consumed, and OpenSSL is left
+ * holding none of the client's plaintext, so conn_rl_take_over still works afterwards. 1 or 0;
+ * -EOPNOTSUPP when rlayer cannot carry the session. */
+int conn_rl_peek_close_notify(struct conn *c);
 
 /* Opens the client's records from cin into bout while bout has room. */
 bool conn_rl_decrypt(struct conn *c);

@@ -7,33 +7,13 @@
 #include "ktls.h"
 #include "conn.h"
 #include "conn_log.h"
-#include "rlayer.h"
 #include "state.h"
-#include "tls_wire.h"
 #include "dp_splice.h"
 
 static enum handoff_result stay(struct conn *c, const char *why)
 {
 	c->tier_note = why;
 	return HANDOFF_USERSPACE;
-}
-
-/* Step 3 of the handoff (ktls.c): the session's keys and the next sequence number each way.
- * Returns NULL, or why they cannot be had. */
-static const char *session_keys(struct conn *c, struct ktls_keys *keys, struct ktls_seq *seq)
-{
-	int r = ktls_capture_seq(c->ssl, seq);
-
-	if (r < 0)
-		return r == -ESTALE ? "keys changed after the handshake"
-				    : "record sequence unknown";
-	if (ktls_derive(c->ssl, keys) < 0)
-		return "key derivation failed";
-	/* TLS 1.2 GCM: continue OpenSSL's explicit nonces rather than restart them. */
-	if (keys->version == TLS1_2_VERSION && keys->cipher != KTLS_CHACHA20_POLY1305 &&
-	    c->tx_rec.after_ccs > 0)
-		ktls_keys_follow_tls12_nonce(keys, c->tx_rec.last8);
-	return NULL;
 }
 
 enum handoff_result handoff_try(struct conn *c)
@@ -77,7 +57,7 @@ enum handoff_result handoff_try(struct conn *c)
 	 * can be in userspace; if something is, the kernel could not see it: stay. */
 	if (buf_len(&c->cin) || !record_aligned(&c->rx_rec) || SSL_has_pending(c->ssl))
 		return stay(c, "client data already read into userspace");
-	if ((no = session_keys(c, &keys, &seq)))
+	if ((no = ktls_session_keys(c->ssl, &c->tx_rec, &keys, &seq)))
 		return stay(c, no);
 	if (dp_splice_attach(c) < 0) {
 		ktls_keys_wipe(&keys);
@@ -105,58 +85,4 @@ void handoff_release(struct conn *c)
 	buf_release(&c->cout);
 	buf_release(&c->bin);
 	buf_release(&c->bout);
-}
-
-/* A record layer continuing the client's session as of now, or NULL. OpenSSL must hold nothing
- * of the client's: no unread plaintext (SSL_pending) and no part of a record (ssl_rx counts what
- * it read through its BIO; it reads one record at a time). What is left in cin then starts at a
- * record boundary. */
-static struct rlayer *session_rlayer(struct conn *c)
-{
-	uint8_t tx_secret[KTLS_SECRET_MAX], rx_secret[KTLS_SECRET_MAX];
-	struct rlayer *rl = NULL;
-	struct ktls_keys keys;
-	struct ktls_seq seq;
-	int len = 0;
-
-	if (!c->ssl || !rlayer_supported(ktls_cipher_of(c->ssl), (uint16_t)SSL_version(c->ssl)))
-		return NULL;
-	if (!record_aligned(&c->ssl_rx) || SSL_pending(c->ssl) || session_keys(c, &keys, &seq))
-		return NULL;
-	if (keys.version == TLS1_3_VERSION)
-		len = ktls_traffic_secrets(c->ssl, tx_secret, rx_secret);
-	if (len >= 0)
-		rl = rlayer_new(&keys, &seq, tx_secret, rx_secret, (size_t)len);
-	ktls_keys_wipe(&keys);
-	OPENSSL_cleanse(tx_secret, sizeof(tx_secret));
-	OPENSSL_cleanse(rx_secret, sizeof(rx_secret));
-	return rl;
-}
-
-bool handoff_rlayer(struct conn *c)
-{
-	c->rl = session_rlayer(c);
-	return c->rl != NULL;
-}
-
-int handoff_peek_close_notify(struct conn *c)
-{
-	static __thread uint8_t pt[RLAYER_MAX_OPEN];
-	struct rlayer *rl = session_rlayer(c);
-	struct rlayer_rec rec;
-	int n;
-
-	if (!rl)
-		return -EOPNOTSUPP;
-	n = rlayer_open(rl, c->cin.data + c->cin.head, buf_len(&c->cin), pt, sizeof(pt), &rec);
-	rlayer_free(rl);
-	n = n > 0 && rec.type == TLS_CT_ALERT && rec.len == 2 && pt[1] == TLS_ALERT_CLOSE_NOTIFY;
-	OPENSSL_cleanse(pt, sizeof(pt));
-	return n;
-}
-
-void handoff_free_ssl(struct conn *c)
-{
-	SSL_free(c->ssl);
-	c->ssl = NULL;
 }

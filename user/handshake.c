@@ -7,27 +7,11 @@
 #include "conn_bio.h"
 #include "conn_data.h"
 #include "err.h"
-#include "handoff.h"
+#include "conn_rl.h"
 #include "handshake.h"
 #include "conn_log.h"
-#include "ratelog.h"
 #include "state.h"
 #include "tls_wire.h"
-
-void handshake_log_renegotiation(struct conn *c)
-{
-	static struct ratelog all;
-	uint64_t left_out;
-
-	/* The first attempt of each connection, and no more than one line a second in all: a
-	 * client may send a ClientHello in every record. */
-	if (c->renegs < UINT8_MAX)
-		c->renegs++;
-	if (c->renegs != 1 || !ratelog_allow(&all, c->env->now_ms, &left_out))
-		return;
-	conn_log(c, LOG_INFO, "client attempted renegotiation: refused%s",
-		 left_out ? " (and more on other connections, not logged)" : "");
-}
 
 /* Renegotiation is never allowed (SSL_OP_NO_RENEGOTIATION, set by the policy): OpenSSL answers a
  * client's attempt with a no_renegotiation alert; say so in the log. */
@@ -36,7 +20,7 @@ static void info_cb(const SSL *ssl, int where, int ret)
 	struct conn *c = SSL_get_app_data(ssl);
 
 	if ((where & SSL_CB_WRITE_ALERT) && (ret & 0xff) == TLS_ALERT_NO_RENEGOTIATION && c)
-		handshake_log_renegotiation(c);
+		conn_log_renegotiation(c);
 }
 
 int handshake_start(struct conn *c, SSL_CTX *ctx)
@@ -119,7 +103,7 @@ static void read_ready(struct conn *c)
 
 /* Whether the client's next record can be an alert: only such a record is opened here. Any other
  * is left whole in cin, so that ktlsd's record layer can take the connection over from OpenSSL
- * (handoff_rlayer wants OpenSSL to hold none of the client's plaintext). TLS 1.2 sends alerts
+ * (conn_rl_take_over wants OpenSSL to hold none of the client's plaintext). TLS 1.2 sends alerts
  * under their own content type; TLS 1.3 hides them in application_data records, of which an
  * unpadded alert is the 19-byte one: 2 bytes of alert, the inner type, a 16-byte tag. */
 static bool alert_first(const struct conn *c)
@@ -150,7 +134,7 @@ bool handshake_client_done(struct conn *c)
 		return false;
 	/* Opened with ktlsd's record layer when it carries the session: a 19-byte TLS 1.3 record
 	 * may as well be two bytes of data, which SSL_peek would leave inside OpenSSL. */
-	if ((r = handoff_peek_close_notify(c)) >= 0)
+	if ((r = conn_rl_peek_close_notify(c)) >= 0)
 		return r == 1;
 	/* Otherwise OpenSSL may look, but only at a record that cannot hold data. */
 	if (c->cin.data[c->cin.head] != TLS_CT_ALERT)

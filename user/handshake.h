@@ -27,8 +27,5 @@ int handshake_step(struct conn *c, const char **why);
 bool handshake_client_done(struct conn *c);
 /* Describes a failed SSL call (OpenSSL's reason, or the alert we got) into a static buffer. */
 const char *handshake_error(SSL *ssl, int ret);
-/* Logs a client's attempt to renegotiate: its first on each connection, at most one line a second
- * over all (ratelog.h). Both record layers call it. */
-void handshake_log_renegotiation(struct conn *c);
 
 #endif

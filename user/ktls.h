@@ -29,6 +29,7 @@
 #include <openssl/ssl.h>
 
 #include "err.h"
+#include "record.h"
 
 /* The AEAD ciphers ktlsd hands to the kernel (include/uapi/linux/tls.h) and to its own record
  * layer (rlayer.h). The kernel also takes AES-128-CCM; ktlsd does not (no built-in policy offers
@@ -138,6 +139,11 @@ int ktls_keys_tls12(enum ktls_cipher c, const char *digest, const uint8_t *maste
  * records OpenSSL wrote (the explicit nonce is the 8 bytes after each record header) removes
  * that chance by passing the last one. */
 void ktls_keys_follow_tls12_nonce(struct ktls_keys *k, const uint8_t last_sent[8]);
+/* Everything the handoff needs of a finished session: its keys and the next sequence number each
+ * way; TLS 1.2 GCM continues OpenSSL's explicit nonces from tx, our side's record stream.
+ * Returns NULL, or why they cannot be had. Wipe keys afterwards. */
+const char *ktls_session_keys(SSL *ssl, const struct record_track *tx, struct ktls_keys *keys,
+			      struct ktls_seq *seq);
 void ktls_keys_wipe(struct ktls_keys *k);
 
 /* ---- TLS 1.3 key updates (ktls_keys.c), for a record layer outside OpenSSL (rlayer.h) ---- */

@@ -497,3 +497,20 @@ cleanup:
 	OPENSSL_cleanse(&nd, sizeof(nd));
 	return ret;
 }
+
+const char *ktls_session_keys(SSL *ssl, const struct record_track *tx, struct ktls_keys *keys,
+			      struct ktls_seq *seq)
+{
+	int r = ktls_capture_seq(ssl, seq);
+
+	if (r < 0)
+		return r == -ESTALE ? "keys changed after the handshake"
+				    : "record sequence unknown";
+	if (ktls_derive(ssl, keys) < 0)
+		return "key derivation failed";
+	/* TLS 1.2 GCM: continue OpenSSL's explicit nonces rather than restart them. */
+	if (keys->version == TLS1_2_VERSION && keys->cipher != KTLS_CHACHA20_POLY1305 &&
+	    tx->after_ccs > 0)
+		ktls_keys_follow_tls12_nonce(keys, tx->last8);
+	return NULL;
+}

@@ -7,6 +7,7 @@
  * startup probe) is datapath.h's; whether this connection's session allows it is the tier's. */
 #include "conn.h"
 #include "conn_log.h"
+#include "conn_rl.h"
 #include "datapath.h"
 #include "dp_sockmap.h"
 #include "dp_splice.h"
@@ -40,9 +41,9 @@ void tier_choose(struct conn *c)
 		break;
 	case HANDOFF_USERSPACE:
 		/* ktlsd's record layer takes over from OpenSSL's when it can (rlayer.h). */
-		if (handoff_rlayer(c)) {
+		if (conn_rl_take_over(c)) {
 			forward_on(c, &dp_userspace);
-			handoff_free_ssl(c);
+			conn_rl_free_ssl(c);
 			conn_log(c, LOG_DEBUG,
 				 "records by ktlsd's record layer from here (SSL freed)");
 		} else {

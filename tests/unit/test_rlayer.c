@@ -1,7 +1,7 @@
 /* test_rlayer — ktlsd's record layer against OpenSSL's, over real handshakes in this process
  * (TLS 1.2 and 1.3 × AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305): the server's SSL is replaced
- * by an rlayer built from its captured keys and sequence numbers, as handoff_rlayer does, and the
- * OpenSSL client on the other side must accept every record rlayer seals, and rlayer must open
+ * by an rlayer built from its captured keys and sequence numbers, as conn_rl_take_over does, and
+ * the OpenSSL client on the other side must accept every record rlayer seals, and rlayer must open
  * every record the client sends: data of every size up to a full record, alerts, TLS 1.3
  * KeyUpdate both ways (chained), a TLS 1.2 renegotiation attempt. Tampered, truncated, oversized
  * and misplaced records fail the way RFC 8446 §5.2 and §6.2 say. */

@@ -20,18 +20,18 @@ int backend_tls_start(struct conn *c, SSL_CTX *ctx)
 	const char *sni = c->l->cfg->backend_tls.sni;
 	int ret = 0;
 
-	c->bssl = SSL_new(ctx);
-	ENSURE(c->bssl, ENOMEM);
-	GUARD(conn_bio_attach(c, c->bssl, true));
-	SSL_set_app_data(c->bssl, c);
+	c->btls.ssl = SSL_new(ctx);
+	ENSURE(c->btls.ssl, ENOMEM);
+	GUARD(conn_bio_attach(c, c->btls.ssl, true));
+	SSL_set_app_data(c->btls.ssl, c);
 	/* RFC 6066 §3: no IP literal in SNI (the name check above covers it). */
 	if (sni && !hostname_is_ip(sni))
-		ENSURE(SSL_set_tlsext_host_name(c->bssl, sni) == 1, ENOMEM);
-	SSL_set_connect_state(c->bssl);
+		ENSURE(SSL_set_tlsext_host_name(c->btls.ssl, sni) == 1, ENOMEM);
+	SSL_set_connect_state(c->btls.ssl);
 cleanup:
 	if (ret < 0) {
-		SSL_free(c->bssl);
-		c->bssl = NULL;
+		SSL_free(c->btls.ssl);
+		c->btls.ssl = NULL;
 	}
 	return ret;
 }
@@ -39,17 +39,17 @@ cleanup:
 int backend_tls_step(struct conn *c, const char **why, enum stats_btls *kind)
 {
 	static __thread char text[320];
-	int r = SSL_do_handshake(c->bssl);
+	int r = SSL_do_handshake(c->btls.ssl);
 	int err;
 	long vr;
 	char reason[256];
 
 	if (r == 1)
 		return 1;
-	err = SSL_get_error(c->bssl, r);
+	err = SSL_get_error(c->btls.ssl, r);
 	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
 		return 0;
-	vr = SSL_get_verify_result(c->bssl);
+	vr = SSL_get_verify_result(c->btls.ssl);
 	if (vr != X509_V_OK) {
 		*kind = STATS_BTLS_VERIFY;
 		snprintf(text, sizeof(text), "backend certificate verify failed: %s",

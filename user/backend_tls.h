@@ -3,9 +3,9 @@
  * One client SSL_CTX per listener (backend_tls_ctx.h). Per connection, after the TCP connect to a
  * backend server (and after the PROXY header, which goes in clear before the ClientHello as HAProxy
  * sends it), one client SSL runs over the connection's own buffers through a BIO: it reads the
- * backend's records from conn.bcin and writes its own into conn.bcout, which the ring receives into
- * and sends from. OpenSSL never touches a socket. Forwarding then decrypts and encrypts record by
- * record in dp_userspace. */
+ * backend's records from conn.btls.in and writes its own into conn.btls.out, which the ring
+ * receives into and sends from. OpenSSL never touches a socket. Forwarding then decrypts and
+ * encrypts record by record in dp_userspace. */
 #ifndef KTLSD_BACKEND_TLS_H
 #define KTLSD_BACKEND_TLS_H
 
@@ -16,8 +16,8 @@
 
 struct conn;
 
-/* Creates c->bssl on ctx and writes its ClientHello into c->bcout (after what is already there).
- * 0 or -ENOMEM. */
+/* Creates c->btls.ssl on ctx and writes its ClientHello into c->btls.out (after what is already
+ * there). 0 or -ENOMEM. */
 int backend_tls_start(struct conn *c, SSL_CTX *ctx) __must_check;
 /* Advances the handshake: 1 = finished, 0 = needs I/O, negative = failed with *why (a static
  * text naming the reason: the X509 verification error, OpenSSL's reason, or EOF) and *kind

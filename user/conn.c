@@ -98,11 +98,11 @@ static void conn_free(struct conn *c)
 		env->io->close(env->io_ctx, c->cfd);
 	if (c->bfd >= 0)
 		env->io->close(env->io_ctx, c->bfd);
-	SSL_free(c->ssl);
-	SSL_free(c->bssl);
-	rlayer_free(c->rl);
-	buf_release(&c->bcin);
-	buf_release(&c->bcout);
+	SSL_free(c->tls.ssl);
+	SSL_free(c->btls.ssl);
+	rlayer_free(c->tls.rl);
+	buf_release(&c->btls.in);
+	buf_release(&c->btls.out);
 	buf_release(&c->cin);
 	buf_release(&c->cout);
 	buf_release(&c->bin);
@@ -198,8 +198,8 @@ void conn_post_recv(struct conn *c, bool client)
 	len = buf_space(b);
 	/* Before a kernel handoff, take the client's handshake one record at a time: whatever
 	 * follows its Finished stays in the socket for the kernel to decrypt. */
-	if (client && c->ktls_candidate && c->state == CONN_HANDSHAKE)
-		len = (uint32_t)MIN(len, record_want(&c->rx_rec));
+	if (client && c->tls.ktls_candidate && c->state == CONN_HANDSHAKE)
+		len = (uint32_t)MIN(len, record_want(&c->tls.rx_rec));
 	c->env->io->recv(c->env->io_ctx, client ? c->cfd : c->bfd, b->data + b->tail, len,
 			 conn_ud(c, op));
 	c->inflight |= 1u << op;
@@ -251,7 +251,7 @@ void conn_set_tier(struct conn *c, const struct dp_ops *dp)
 	if (!(c->flags & CF_LOGGED) || !old || old->id == dp->id)
 		return;
 	/* A fallback after the tier was reported: the gauges and the conns entry follow. */
-	stats_conn_moved(c->l->stats, (enum ktlsd_tier)c->tier, dp->id);
-	c->tier = (uint8_t)dp->id;
+	stats_conn_moved(c->l->stats, (enum ktlsd_tier)c->acct.tier, dp->id);
+	c->acct.tier = (uint8_t)dp->id;
 	conn_bpf_open(c);
 }

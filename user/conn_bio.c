@@ -22,8 +22,10 @@ static struct side side_of(BIO *b)
 	struct conn *c = BIO_get_data(b);
 
 	if (BIO_method_type(b) == backend_type)
-		return (struct side){ &c->bcin, &c->bcout, c->flags & CF_BIN_EOF, NULL, NULL };
-	return (struct side){ &c->cin, &c->cout, c->flags & CF_CIN_EOF, &c->tx_rec, &c->ssl_rx };
+		return (struct side){ &c->btls.in, &c->btls.out, c->flags & CF_BIN_EOF, NULL,
+				      NULL };
+	return (struct side){ &c->cin, &c->cout, c->flags & CF_CIN_EOF, &c->tls.tx_rec,
+			      &c->tls.ssl_rx };
 }
 
 /* OpenSSL writes records here: append to out, or ask to be called again when it is full. */

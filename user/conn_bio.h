@@ -2,7 +2,7 @@
  * memory-BIO copy. The client side's SSL (handshake.c) uses cin/cout and feeds every byte it
  * writes to the tx record tracker (the kTLS handoff counts them) and every byte it reads to
  * ssl_rx (the record layer handoff starts at a record boundary); the backend side's SSL
- * (backend_tls.c) uses bcin/bcout. */
+ * (backend_tls.c) uses btls.in/btls.out. */
 #ifndef KTLSD_CONN_BIO_H
 #define KTLSD_CONN_BIO_H
 

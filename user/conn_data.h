@@ -103,18 +103,53 @@ struct conn_env {
 	bool sockmap_armed;
 } __attribute__((aligned(16)));
 
+/* The client's TLS: OpenSSL's SSL through the handshake, ktlsd's record layer after it on the
+ * userspace tier, neither on the kernel's (handshake.h, conn_rl.h, handoff.h). */
+struct conn_tls {
+	SSL *ssl; /* NULL for tcp listeners, and after a kernel or record layer handoff */
+	/* ktlsd's record layer (rlayer.h, conn_rl.h): the records it owes the client, warning
+	 * alerts, empty records and KeyUpdates in a row (conn_rl.c caps each), renegotiation
+	 * attempts seen (conn_log_renegotiation). */
+	struct rlayer *rl;
+	uint8_t rl_pending, rl_warnings, rl_empty, rl_updates, renegs;
+	/* Kernel handoff bookkeeping (see record.h): the client's stream, read record by record
+	 * while keys may go to the kernel, and ours, for the last TLS 1.2 explicit nonce. */
+	struct record_track rx_rec, tx_rec;
+	/* What the client's SSL consumed from cin: a record boundary is where rlayer can go on. */
+	struct record_track ssl_rx;
+	bool ktls_candidate;
+};
+
+/* TLS towards the backend (backend_tls.h): the backend's SSL and its records each way; bin and
+ * bout then hold the plaintext, b_tx is &out. */
+struct conn_btls {
+	SSL *ssl;
+	struct buf in, out;
+	uint64_t start_ms; /* when its handshake began (connect_ms bounds it) */
+};
+
+/* What the statistics (stats_conn.h) and the BPF conns entry (conn_bpf.h) keep of a connection,
+ * set when its handshake is reported, for `ktlsctl connections` and the metrics: the SNI
+ * (copied, freed by stats_conn_freed), OpenSSL's static version and cipher names, the bytes
+ * already counted, the tier reached. */
+struct conn_acct {
+	char *sni;
+	const char *version, *cipher;
+	uint64_t c2b, b2c;
+	uint8_t tier;			 /* enum ktlsd_tier */
+	bool bpf_want;			 /* its conns entry is due at the next tick (conn_bpf.h) */
+	uint8_t bpf_state;		 /* the enum ktlsd_state that entry has */
+	uint16_t tls_version, cipher_id; /* for that entry: the SSL may be gone by then */
+	uint64_t cookie; /* client socket cookie: its conns map key (conn_bpf.h); 0 = no entry */
+};
+
 struct conn {
 	struct conn *prev, *next; /* env->conns */
 	struct conn_env *env;
 	struct listener_rt *l;
 	struct state *st; /* reference held while the connection lives */
 	const struct dp_ops *dp;
-	SSL *ssl; /* NULL for tcp listeners, and after a kernel or record layer handoff */
-	/* ktlsd's record layer (rlayer.h, conn_rl.h): the client side once the SSL is freed on the
-	 * userspace tier; the records it owes the client, warning alerts, empty records and
-	 * KeyUpdates in a row (conn_rl.c caps each), renegotiation attempts seen. */
-	struct rlayer *rl;
-	uint8_t rl_pending, rl_warnings, rl_empty, rl_updates, renegs;
+	struct conn_tls tls;
 	int cfd, bfd;
 	uint8_t state;	   /* enum conn_state */
 	uint8_t attempt;   /* backend server tries so far */
@@ -128,18 +163,8 @@ struct conn {
 	struct buf cin, cout, bin, bout;
 	struct buf *c_tx,
 	    *b_tx; /* what is sent to each side: cout/bout with TLS, bin/cin without */
-	/* Backend TLS (backend_tls.h): the backend's SSL and its records each way; bin and bout
-	 * then hold the plaintext, b_tx is bcout. */
-	SSL *bssl;
-	struct buf bcin, bcout;
-	uint64_t bhs_start_ms;
-	void *dp_data; /* the tier's own state, freed by its release() */
-	/* Kernel handoff bookkeeping (see record.h): the client's stream, read record by record
-	 * while keys may go to the kernel, and ours, for the last TLS 1.2 explicit nonce. */
-	struct record_track rx_rec, tx_rec;
-	/* What the client's SSL consumed from cin: a record boundary is where rlayer can go on. */
-	struct record_track ssl_rx;
-	bool ktls_candidate;
+	struct conn_btls btls;
+	void *dp_data;	       /* the tier's own state, freed by its release() */
 	const char *tier_note; /* why a connection stayed in userspace, for the log */
 	struct __kernel_timespec connect_ts;
 	uint64_t start_ms, active_ms, hs_ms;
@@ -148,17 +173,7 @@ struct conn {
 	struct sockaddr_storage peer;
 	char peer_text[64];
 	uint8_t end; /* enum conn_end: why it closed (or will, after FLUSH) */
-	/* For `ktlsctl connections` and the metrics (stats_conn.c), set when the handshake is
-	 * logged: the SNI (copied, freed by stats_conn_freed), OpenSSL's static version and
-	 * cipher names, the tier reached (enum ktlsd_tier) and the bytes already counted. */
-	char *sni;
-	const char *version, *cipher;
-	uint64_t acct_c2b, acct_b2c;
-	uint8_t tier;
-	bool bpf_want;			 /* its conns entry is due at the next tick (conn_bpf.h) */
-	uint8_t bpf_state;		 /* the enum ktlsd_state that entry has */
-	uint16_t tls_version, cipher_id; /* for that entry: the SSL may be gone by then */
-	uint64_t cookie; /* client socket cookie: its conns map key (conn_bpf.h); 0 = no entry */
+	struct conn_acct acct;
 	struct admit_hold limits; /* released as the handshake ends and at free */
 } __attribute__((aligned(16)));
 
@@ -175,13 +190,13 @@ static inline uint64_t conn_ud(const struct conn *c, unsigned op)
 /* True when the client side speaks TLS, through OpenSSL or through ktlsd's record layer. */
 static inline bool conn_tls(const struct conn *c)
 {
-	return c->ssl || c->rl;
+	return c->tls.ssl || c->tls.rl;
 }
 
-/* The buffer the backend socket is read into: bcin with backend TLS, else bin. */
+/* The buffer the backend socket is read into: btls.in with backend TLS, else bin. */
 static inline struct buf *conn_brx(struct conn *c)
 {
-	return c->bssl ? &c->bcin : &c->bin;
+	return c->btls.ssl ? &c->btls.in : &c->bin;
 }
 
 /* True when both directions are finished; the tier then calls conn_close(c, NULL). */

@@ -81,8 +81,8 @@ static void connect_next(struct conn *c)
 	if (!a) {
 		c->server = NULL;
 		conn_report(c, CONN_END_BACKEND_UNREACHABLE, NULL);
-		if (c->ssl) {
-			SSL_shutdown(c->ssl); /* close_notify: a clean close for the client */
+		if (c->tls.ssl) {
+			SSL_shutdown(c->tls.ssl); /* close_notify: a clean close for the client */
 			flush_then_close(c, CONN_END_CLOSED);
 			pump(c);
 		} else {
@@ -113,7 +113,7 @@ static int queue_proxy_header(struct conn *c)
 {
 	struct sockaddr_storage local;
 	socklen_t llen = sizeof(local);
-	struct proxyproto_info info = { .src = &c->peer, .dst = &local, .tls = c->ssl != NULL };
+	struct proxyproto_info info = { .src = &c->peer, .dst = &local, .tls = c->tls.ssl != NULL };
 	const unsigned char *alpn = NULL;
 	unsigned alpn_len = 0;
 	char alpn_buf[256], cn[256];
@@ -123,25 +123,27 @@ static int queue_proxy_header(struct conn *c)
 
 	if (getsockname(c->cfd, (struct sockaddr *)&local, &llen) < 0)
 		memset(&local, 0, sizeof(local));
-	if (c->ssl) {
-		SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+	if (c->tls.ssl) {
+		SSL_get0_alpn_selected(c->tls.ssl, &alpn, &alpn_len);
 		if (alpn_len) {
 			snprintf(alpn_buf, sizeof(alpn_buf), "%.*s", (int)alpn_len, alpn);
 			info.alpn = alpn_buf;
 		}
-		info.sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+		info.sni = SSL_get_servername(c->tls.ssl, TLSEXT_NAMETYPE_host_name);
 		/* No authority TLV rather than bytes a backend may misread. */
 		if (info.sni && !hostname_plain(info.sni, strlen(info.sni)))
 			info.sni = NULL;
-		info.version = SSL_get_version(c->ssl);
-		info.cipher = SSL_get_cipher_name(c->ssl);
-		if (mtls_peer_cn(c->ssl, cn, sizeof(cn)) == 0) {
+		info.version = SSL_get_version(c->tls.ssl);
+		info.cipher = SSL_get_cipher_name(c->tls.ssl);
+		if (mtls_peer_cn(c->tls.ssl, cn, sizeof(cn)) == 0) {
 			info.client_cn = cn;
-			info.client_cert_verified = SSL_get_verify_result(c->ssl) == X509_V_OK;
+			info.client_cert_verified = SSL_get_verify_result(c->tls.ssl) == X509_V_OK;
 		}
 	}
 	if (c->l->cfg->protocol == CFG_PROTO_PASSTHROUGH)
-		info.sni = c->sni && hostname_plain(c->sni, strlen(c->sni)) ? c->sni : NULL;
+		info.sni = c->acct.sni && hostname_plain(c->acct.sni, strlen(c->acct.sni))
+			       ? c->acct.sni
+			       : NULL;
 	n = proxyproto_encode(c->l->cfg->proxy_protocol == CFG_PROXY_V1 ? 1 : 2, &info, hdr);
 	if (n < 0)
 		return n;
@@ -175,7 +177,7 @@ static void backend_tls_failed(struct conn *c, const char *why, enum stats_btls 
 		return; /* already failing: one line, one count */
 	conn_report(c, CONN_END_BACKEND_TLS, why);
 	stats_backend_tls_failed(c->l->stats, kind);
-	SSL_shutdown(c->ssl);
+	SSL_shutdown(c->tls.ssl);
 	ERR_clear_error();
 	flush_then_close(c, CONN_END_CLOSED);
 	pump(c);
@@ -203,7 +205,7 @@ static void pump_backend_handshake(struct conn *c)
 static void backend_connected(struct conn *c)
 {
 	if (c->l->bctx)
-		c->b_tx = &c->bcout;
+		c->b_tx = &c->btls.out;
 	if (c->l->cfg->proxy_protocol != CFG_PROXY_OFF && queue_proxy_header(c) < 0) {
 		conn_close(c, CONN_END_PROXY_HEADER);
 		return;
@@ -217,7 +219,7 @@ static void backend_connected(struct conn *c)
 		return;
 	}
 	conn_enter(c, CONN_BACKEND_TLS);
-	c->bhs_start_ms = c->env->now_ms;
+	c->btls.start_ms = c->env->now_ms;
 }
 
 /* Both the connect and its linked timeout have completed: act on the connect's result. */
@@ -270,7 +272,7 @@ static void pump_handshake(struct conn *c)
 	const char *why = NULL;
 	int r = handshake_step(c, &why);
 
-	if (hello_read(c->ssl))
+	if (hello_read(c->tls.ssl))
 		c->flags |= CF_HELLO;
 	if (r == 1) {
 		admit_handshake_done(&c->limits);
@@ -280,7 +282,7 @@ static void pump_handshake(struct conn *c)
 			/* Nothing to forward: answer the close_notify and close, no backend. */
 			c->tier_note = "client closed before sending data: backend not connected";
 			conn_report(c, CONN_END_OK, NULL);
-			SSL_shutdown(c->ssl);
+			SSL_shutdown(c->tls.ssl);
 			flush_then_close(c, CONN_END_CLOSED);
 			return;
 		}
@@ -371,8 +373,8 @@ static void on_recv(struct conn *c, bool client, int res)
 	if (res > 0) {
 		c->flags &= (uint16_t)~CF_PARKED;
 		vg_kernel_wrote(b->data + b->tail, (size_t)res);
-		if (client && c->ktls_candidate)
-			record_feed(&c->rx_rec, b->data + b->tail, (size_t)res);
+		if (client && c->tls.ktls_candidate)
+			record_feed(&c->tls.rx_rec, b->data + b->tail, (size_t)res);
 		b->tail += (uint32_t)res;
 		c->active_ms = c->env->now_ms;
 		if (!conn_tls(
@@ -481,7 +483,7 @@ void conn_check_timeout(struct conn *c, uint64_t now_ms)
 			conn_close(c, CONN_END_HANDSHAKE_TIMEOUT);
 		break;
 	case CONN_BACKEND_TLS:
-		if (now_ms - c->bhs_start_ms >= l->timeouts.connect_ms)
+		if (now_ms - c->btls.start_ms >= l->timeouts.connect_ms)
 			backend_tls_failed(c, "backend TLS handshake timed out",
 					   STATS_BTLS_TIMEOUT);
 		break;
@@ -528,8 +530,8 @@ int conn_accept(struct conn_env *env, struct state *st, struct listener_rt *l, i
 	c->cout.cap = COUT_CAP;
 	c->bin.cap = BIN_CAP;
 	c->bout.cap = BOUT_CAP;
-	c->bcin.cap = BIN_CAP;
-	c->bcout.cap = COUT_CAP;
+	c->btls.in.cap = BIN_CAP;
+	c->btls.out.cap = COUT_CAP;
 	c->backend = l->backend;
 	c->peer = *peer;
 	c->limits = *hold;
@@ -537,7 +539,7 @@ int conn_accept(struct conn_env *env, struct state *st, struct listener_rt *l, i
 	addr_text(&c->peer, c->peer_text, sizeof(c->peer_text));
 	conn_list_add(env, c);
 	if (l->cfg->protocol == CFG_PROTO_TLS) {
-		c->ktls_candidate = datapath_ktls_allowed(l->cfg);
+		c->tls.ktls_candidate = datapath_ktls_allowed(l->cfg);
 		c->c_tx = &c->cout;
 		c->b_tx = &c->bout;
 		c->state = CONN_HANDSHAKE;

@@ -30,9 +30,9 @@ void conn_log_renegotiation(struct conn *c)
 
 	/* The first attempt of each connection, and no more than one line a second in all: a
 	 * client may send a ClientHello in every record. */
-	if (c->renegs < UINT8_MAX)
-		c->renegs++;
-	if (c->renegs != 1 || !ratelog_allow(&all, c->env->now_ms, &left_out))
+	if (c->tls.renegs < UINT8_MAX)
+		c->tls.renegs++;
+	if (c->tls.renegs != 1 || !ratelog_allow(&all, c->env->now_ms, &left_out))
 		return;
 	conn_log(c, LOG_INFO, "client attempted renegotiation: refused%s",
 		 left_out ? " (and more on other connections, not logged)" : "");
@@ -42,7 +42,7 @@ static void log_passthrough(const struct conn *c, const char *result)
 {
 	log_info("conn peer=%s listener=%s sni=%s route=%s backend=%s server=%s tier=%s%s%s%s "
 		 "hs_ms=%llu result=%s",
-		 c->peer_text, c->l->cfg->name, c->sni ? c->sni : "-",
+		 c->peer_text, c->l->cfg->name, c->acct.sni ? c->acct.sni : "-",
 		 c->route ? route_match_name((enum route_match)(c->route - 1)) : "-",
 		 c->route && c->backend ? c->backend->cfg->name : "-",
 		 c->server ? c->server->text : "-", c->dp ? c->dp->name : "-",
@@ -65,25 +65,25 @@ void conn_log_handshake(const struct conn *c, const char *result)
 	}
 	if (log_threshold < LOG_INFO)
 		return;
-	if (c->ssl) {
-		sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
-		if (SSL_is_init_finished(c->ssl)) {
-			proto = SSL_get_version(c->ssl);
-			cipher = SSL_get_cipher_name(c->ssl);
-			SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
-			int chosen = tlsctx_chosen_cert(c->ssl);
+	if (c->tls.ssl) {
+		sni = SSL_get_servername(c->tls.ssl, TLSEXT_NAMETYPE_host_name);
+		if (SSL_is_init_finished(c->tls.ssl)) {
+			proto = SSL_get_version(c->tls.ssl);
+			cipher = SSL_get_cipher_name(c->tls.ssl);
+			SSL_get0_alpn_selected(c->tls.ssl, &alpn, &alpn_len);
+			int chosen = tlsctx_chosen_cert(c->tls.ssl);
 
 			if (chosen >= 0)
 				cert = c->st->cfg->certs[l->certs[chosen]].name;
-			resumed = SSL_session_reused(c->ssl) ? "yes" : "no";
+			resumed = SSL_session_reused(c->tls.ssl) ? "yes" : "no";
 		}
 	}
-	if (c->bssl && SSL_is_init_finished(c->bssl))
-		snprintf(btls, sizeof(btls), " backend_tls=%s/%s", SSL_get_version(c->bssl),
-			 SSL_get_cipher_name(c->bssl));
-	if (c->ssl && l->client_auth.mode != CFG_CAUTH_NONE &&
-	    mtls_peer_subject(c->ssl, client, sizeof(client)) < 0)
-		snprintf(client, sizeof(client), "- (%s)", mtls_verify_reason(c->ssl));
+	if (c->btls.ssl && SSL_is_init_finished(c->btls.ssl))
+		snprintf(btls, sizeof(btls), " backend_tls=%s/%s", SSL_get_version(c->btls.ssl),
+			 SSL_get_cipher_name(c->btls.ssl));
+	if (c->tls.ssl && l->client_auth.mode != CFG_CAUTH_NONE &&
+	    mtls_peer_subject(c->tls.ssl, client, sizeof(client)) < 0)
+		snprintf(client, sizeof(client), "- (%s)", mtls_verify_reason(c->tls.ssl));
 	if (sni) /* any byte but NUL, as the client sent it */
 		sni = hostname_text(sni, strlen(sni), sni_text, sizeof(sni_text));
 	log_info(

@@ -18,7 +18,7 @@ void conn_log_emit(const struct conn *c, enum log_level lvl, const char *fmt, ..
 			conn_log_emit((c), (lvl), __VA_ARGS__);                                    \
 	} while (0)
 
-/* Logs a client's attempt to renegotiate: its first on each connection (c->renegs counts them),
+/* Logs a client's attempt to renegotiate: its first on each connection (c->tls.renegs counts them),
  * at most one line a second over all (ratelog.h). Both record layers call it. */
 void conn_log_renegotiation(struct conn *c);
 

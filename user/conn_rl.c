@@ -31,7 +31,7 @@ static int seal_small(struct conn *c, uint8_t type, const uint8_t *p, size_t n)
 		return -ENOMEM;
 	if (buf_space(o) < n + RLAYER_OVERHEAD)
 		buf_compact(o);
-	r = rlayer_seal(c->rl, type, p, n, o->data + o->tail, buf_space(o));
+	r = rlayer_seal(c->tls.rl, type, p, n, o->data + o->tail, buf_space(o));
 	if (r > 0)
 		o->tail += (uint32_t)r;
 	return r < 0 ? r : 0;
@@ -56,17 +56,17 @@ static bool on_alert(struct conn *c, const uint8_t *p, uint32_t n)
 {
 	char why[128];
 
-	if (conn_rl_record_alert(rlayer_version(c->rl), TLS_CT_ALERT, p, n))
+	if (conn_rl_record_alert(rlayer_version(c->tls.rl), TLS_CT_ALERT, p, n))
 		return fail(c, "malformed alert", TLS_ALERT_UNEXPECTED_MESSAGE);
 	if (p[1] == TLS_ALERT_CLOSE_NOTIFY) {
 		c->flags |= CF_C_DONE;
 		return true;
 	}
 	/* TLS 1.2 warnings go by (but not a stream of them); TLS 1.3 has only user_canceled. */
-	if (rlayer_version(c->rl) == TLS1_3_VERSION
+	if (rlayer_version(c->tls.rl) == TLS1_3_VERSION
 		? p[1] == TLS_ALERT_USER_CANCELED
 		: p[0] == TLS_ALERT_LEVEL_WARNING && p[1] != TLS_ALERT_NO_RENEGOTIATION) {
-		if (++c->rl_warnings < MAX_WARNINGS)
+		if (++c->tls.rl_warnings < MAX_WARNINGS)
 			return true;
 		return fail(c, "too many warning alerts", TLS_ALERT_UNEXPECTED_MESSAGE);
 	}
@@ -120,21 +120,21 @@ static bool on_handshake(struct conn *c, const uint8_t *p, uint32_t n)
 {
 	uint8_t alert;
 
-	alert = conn_rl_record_alert(rlayer_version(c->rl), TLS_CT_HANDSHAKE, p, n);
+	alert = conn_rl_record_alert(rlayer_version(c->tls.rl), TLS_CT_HANDSHAKE, p, n);
 	if (alert)
 		return fail(c, "malformed or unexpected handshake message after the handshake",
 			    alert);
-	if (rlayer_version(c->rl) != TLS1_3_VERSION) {
+	if (rlayer_version(c->tls.rl) != TLS1_3_VERSION) {
 		conn_log_renegotiation(c);
-		c->rl_pending |= RL_OWE_NO_RENEG;
+		c->tls.rl_pending |= RL_OWE_NO_RENEG;
 		return true;
 	}
-	if (++c->rl_updates > MAX_KEY_UPDATES)
+	if (++c->tls.rl_updates > MAX_KEY_UPDATES)
 		return fail(c, "too many KeyUpdates", TLS_ALERT_UNEXPECTED_MESSAGE);
-	if (rlayer_key_update(c->rl, false) < 0)
+	if (rlayer_key_update(c->tls.rl, false) < 0)
 		return fail(c, "KeyUpdate: key derivation failed", TLS_ALERT_INTERNAL_ERROR);
 	if (p[TLS_HS_HEADER])
-		c->rl_pending |= RL_OWE_KEY_UPDATE;
+		c->tls.rl_pending |= RL_OWE_KEY_UPDATE;
 	conn_log(c, LOG_DEBUG, "client KeyUpdate%s", p[TLS_HS_HEADER] ? " (update requested)" : "");
 	return true;
 }
@@ -152,7 +152,7 @@ bool conn_rl_decrypt(struct conn *c)
 		}
 		if (buf_space(o) < RLAYER_MAX_OPEN)
 			buf_compact(o);
-		n = rlayer_open(c->rl, in->data + in->head, buf_len(in), o->data + o->tail,
+		n = rlayer_open(c->tls.rl, in->data + in->head, buf_len(in), o->data + o->tail,
 				buf_space(o), &rec);
 		if (n == -ENOSPC)
 			return true; /* bout drains first */
@@ -170,18 +170,18 @@ bool conn_rl_decrypt(struct conn *c)
 				    : n == -EPROTO	    ? "unexpected record"
 				    : n == -EPROTONOSUPPORT ? "wrong record version"
 							    : "record layer failure",
-				    rlayer_alert(c->rl, n));
+				    rlayer_alert(c->tls.rl, n));
 		buf_consume(in, (uint32_t)n);
 		/* Records that carry nothing cost a decryption each: OpenSSL's cap on them in a row
 		 * (an empty record of another type is refused by conn_rl_record_alert). */
-		if (!rec.len && ++c->rl_empty > MAX_EMPTY)
+		if (!rec.len && ++c->tls.rl_empty > MAX_EMPTY)
 			return fail(c, "too many empty records", TLS_ALERT_UNEXPECTED_MESSAGE);
 		switch (rec.type) {
 		case TLS_CT_APPLICATION_DATA:
 			o->tail += rec.len;
 			c->bytes_c2b += rec.len;
 			if (rec.len)
-				c->rl_warnings = c->rl_empty = c->rl_updates = 0;
+				c->tls.rl_warnings = c->tls.rl_empty = c->tls.rl_updates = 0;
 			break;
 		case TLS_CT_ALERT:
 			if (!on_alert(c, o->data + o->tail, rec.len))
@@ -209,17 +209,17 @@ static bool send_owed(struct conn *c, bool *blocked)
 	int r = 0;
 
 	*blocked = false;
-	if (c->rl_pending & RL_OWE_KEY_UPDATE) {
+	if (c->tls.rl_pending & RL_OWE_KEY_UPDATE) {
 		r = seal_small(c, TLS_CT_HANDSHAKE, key_update, sizeof(key_update));
-		if (r == 0 && rlayer_key_update(c->rl, true) < 0)
+		if (r == 0 && rlayer_key_update(c->tls.rl, true) < 0)
 			return fail(c, "KeyUpdate: key derivation failed", 0);
 		if (r == 0)
-			c->rl_pending &= (uint8_t)~RL_OWE_KEY_UPDATE;
+			c->tls.rl_pending &= (uint8_t)~RL_OWE_KEY_UPDATE;
 	}
-	if (r == 0 && (c->rl_pending & RL_OWE_NO_RENEG)) {
+	if (r == 0 && (c->tls.rl_pending & RL_OWE_NO_RENEG)) {
 		r = seal_small(c, TLS_CT_ALERT, no_reneg, sizeof(no_reneg));
 		if (r == 0)
-			c->rl_pending &= (uint8_t)~RL_OWE_NO_RENEG;
+			c->tls.rl_pending &= (uint8_t)~RL_OWE_NO_RENEG;
 	}
 	if (r == -ENOSPC) {
 		*blocked = true;
@@ -238,7 +238,7 @@ bool conn_rl_encrypt(struct conn *c, unsigned peer_done)
 
 	if (c->flags & CF_C_NOTIFY)
 		return true;
-	if (c->rl_pending) {
+	if (c->tls.rl_pending) {
 		if (!send_owed(c, &blocked))
 			return false;
 		if (blocked)
@@ -252,7 +252,7 @@ bool conn_rl_encrypt(struct conn *c, unsigned peer_done)
 		n = MIN(buf_len(in), TLS_MAX_PLAINTEXT);
 		if (buf_space(o) < n + RLAYER_OVERHEAD)
 			buf_compact(o);
-		r = rlayer_seal(c->rl, TLS_CT_APPLICATION_DATA, in->data + in->head, n,
+		r = rlayer_seal(c->tls.rl, TLS_CT_APPLICATION_DATA, in->data + in->head, n,
 				o->data + o->tail, buf_space(o));
 		if (r == -ENOSPC)
 			return true; /* cout drains first */
@@ -284,13 +284,14 @@ static struct rlayer *session_rlayer(struct conn *c)
 	struct ktls_seq seq;
 	int len = 0;
 
-	if (!c->ssl || !rlayer_supported(ktls_cipher_of(c->ssl), (uint16_t)SSL_version(c->ssl)))
+	if (!c->tls.ssl ||
+	    !rlayer_supported(ktls_cipher_of(c->tls.ssl), (uint16_t)SSL_version(c->tls.ssl)))
 		return NULL;
-	if (!record_aligned(&c->ssl_rx) || SSL_pending(c->ssl) ||
-	    ktls_session_keys(c->ssl, &c->tx_rec, &keys, &seq))
+	if (!record_aligned(&c->tls.ssl_rx) || SSL_pending(c->tls.ssl) ||
+	    ktls_session_keys(c->tls.ssl, &c->tls.tx_rec, &keys, &seq))
 		return NULL;
 	if (keys.version == TLS1_3_VERSION)
-		len = ktls_traffic_secrets(c->ssl, tx_secret, rx_secret);
+		len = ktls_traffic_secrets(c->tls.ssl, tx_secret, rx_secret);
 	if (len >= 0)
 		rl = rlayer_new(&keys, &seq, tx_secret, rx_secret, (size_t)len);
 	ktls_keys_wipe(&keys);
@@ -301,8 +302,8 @@ static struct rlayer *session_rlayer(struct conn *c)
 
 bool conn_rl_take_over(struct conn *c)
 {
-	c->rl = session_rlayer(c);
-	return c->rl != NULL;
+	c->tls.rl = session_rlayer(c);
+	return c->tls.rl != NULL;
 }
 
 int conn_rl_peek_close_notify(struct conn *c)
@@ -323,6 +324,6 @@ int conn_rl_peek_close_notify(struct conn *c)
 
 void conn_rl_free_ssl(struct conn *c)
 {
-	SSL_free(c->ssl);
-	c->ssl = NULL;
+	SSL_free(c->tls.ssl);
+	c->tls.ssl = NULL;
 }

@@ -31,7 +31,7 @@ uint8_t conn_rl_record_alert(uint16_t version, uint8_t type, const uint8_t *p, u
 
 /* After the handshake, with no kernel TLS for the session (handoff.h): moves the client side from
  * OpenSSL's record layer to ktlsd's own when the session allows it: an AEAD suite rlayer has, and
- * OpenSSL holding no unread plaintext and no part of a record. True when c->rl took over; the
+ * OpenSSL holding no unread plaintext and no part of a record. True when c->tls.rl took over; the
  * caller then writes the handshake line (which reads the SSL) and calls conn_rl_free_ssl. False
  * leaves c as it was. */
 bool conn_rl_take_over(struct conn *c);

@@ -245,9 +245,9 @@ static int handover(struct conn *c, struct sockmap_state *st)
 	st->dir[KTLSD_DIR_B2C].src_eof = c->flags & CF_BIN_EOF;
 	if ((r = written(c->bfd, &st->dir[KTLSD_DIR_C2B].wbase)) < 0 ||
 	    (r = written(c->cfd, &st->dir[KTLSD_DIR_B2C].wbase)) < 0 ||
-	    (r = bpfmap_conn_put(c->cookie, &e)) < 0 ||
-	    (r = bpfmap_pair_add(c->cfd, c->cookie, c->bfd, st->bcookie, e.listener)) < 0) {
-		bpfmap_conn_del(c->cookie);
+	    (r = bpfmap_conn_put(c->acct.cookie, &e)) < 0 ||
+	    (r = bpfmap_pair_add(c->cfd, c->acct.cookie, c->bfd, st->bcookie, e.listener)) < 0) {
+		bpfmap_conn_del(c->acct.cookie);
 		return r;
 	}
 	st->mapped = true;
@@ -330,7 +330,7 @@ static void publish(struct conn *c, struct sockmap_state *st, struct ktlsd_conn 
 	e->bytes_b2c = c->bytes_b2c;
 	if (e->last_ns < st->measured_ns)
 		e->last_ns = st->measured_ns;
-	if (bpfmap_conn_put(c->cookie, e) < 0)
+	if (bpfmap_conn_put(c->acct.cookie, e) < 0)
 		return; /* the entry keeps its older counts until they move again */
 }
 
@@ -507,7 +507,7 @@ static void tick(struct conn *c)
 		pump(c);
 		return;
 	}
-	have_e = bpfmap_conn_get(c->cookie, &e) == 0;
+	have_e = bpfmap_conn_get(c->acct.cookie, &e) == 0;
 	if (!have_e || e.last_ns >= st->measured_ns || st->backlog ||
 	    st->dir[KTLSD_DIR_C2B].src_eof || st->dir[KTLSD_DIR_B2C].src_eof) {
 		moved = account(c, st);
@@ -558,7 +558,7 @@ static void release(struct conn *c)
 		return;
 	if (st->mapped) {
 		account(c, st); /* the final counts, for the metrics */
-		bpfmap_pair_del(c->cookie, st->bcookie);
+		bpfmap_pair_del(c->acct.cookie, st->bcookie);
 	}
 	if (st->hot) {
 		set_hot(c, st, false);
@@ -575,13 +575,13 @@ int dp_sockmap_attach(struct conn *c)
 
 	if (!bpfmap_loaded())
 		return -ENODEV;
-	c->cookie = bpfmap_cookie(c->cfd);
+	c->acct.cookie = bpfmap_cookie(c->cfd);
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
 	st->c = c;
 	st->bcookie = bpfmap_cookie(c->bfd);
-	if (!c->cookie || !st->bcookie) {
+	if (!c->acct.cookie || !st->bcookie) {
 		free(st);
 		return -EOPNOTSUPP;
 	}

@@ -9,8 +9,8 @@
  * sent, and the backend's FIN becomes close_notify + FIN towards the client.
  *
  * With backend TLS (backend_tls.h) each direction has one more stage: the client's plaintext in
- * bout is encrypted record by record into bcout for the backend, and the backend's records in
- * bcin are decrypted into bin; close_notify travels the same way as FIN does above. */
+ * bout is encrypted record by record into btls.out for the backend, and the backend's records in
+ * btls.in are decrypted into bin; close_notify travels the same way as FIN does above. */
 #include <errno.h>
 #include <malloc.h>
 
@@ -30,8 +30,8 @@
 #define RECORD_ROOM (TLS_MAX_PLAINTEXT + 1024u)
 
 /* One TLS session of a connection, seen from the pipeline: the client's (ssl) decrypts cin into
- * bout and encrypts bin into cout; with backend TLS, the backend's (bssl) decrypts bcin into bin
- * and encrypts bout into bcout. */
+ * bout and encrypts bin into cout; with backend TLS, the backend's (btls.ssl) decrypts btls.in into
+ * bin and encrypts bout into btls.out. */
 struct tls_side {
 	SSL *ssl;
 	struct buf *plain_out, *plain_in; /* SSL_read's destination, SSL_write's source */
@@ -42,10 +42,10 @@ struct tls_side {
 static struct tls_side side(struct conn *c, bool backend)
 {
 	if (backend)
-		return (struct tls_side){ c->bssl,     &c->bin,	  &c->bout, CF_B_DONE,
+		return (struct tls_side){ c->btls.ssl, &c->bin,	  &c->bout, CF_B_DONE,
 					  CF_B_NOTIFY, CF_C_DONE, NULL,	    NULL };
-	return (struct tls_side){ c->ssl,	 &c->bout,     &c->bin,
-				  CF_C_DONE,	 CF_C_NOTIFY,  c->bssl ? CF_B_DONE : CF_BIN_EOF,
+	return (struct tls_side){ c->tls.ssl,	 &c->bout,     &c->bin,
+				  CF_C_DONE,	 CF_C_NOTIFY,  c->btls.ssl ? CF_B_DONE : CF_BIN_EOF,
 				  &c->bytes_c2b, &c->bytes_b2c };
 }
 
@@ -80,7 +80,7 @@ static bool tls_decrypt(struct conn *c, bool backend)
 	struct buf *o = t.plain_out;
 	int n;
 
-	if (!backend && c->rl)
+	if (!backend && c->tls.rl)
 		return conn_rl_decrypt(c);
 	while (!(c->flags & t.done)) {
 		if (buf_ready(o) < 0) {
@@ -116,10 +116,10 @@ static bool tls_decrypt(struct conn *c, bool backend)
 static bool tls_encrypt(struct conn *c, bool backend)
 {
 	struct tls_side t = side(c, backend);
-	struct buf *in = t.plain_in, *o = backend ? &c->bcout : &c->cout;
+	struct buf *in = t.plain_in, *o = backend ? &c->btls.out : &c->cout;
 	int n;
 
-	if (!backend && c->rl)
+	if (!backend && c->tls.rl)
 		return conn_rl_encrypt(c, t.peer_done);
 	while (buf_len(in) && !(c->flags & t.notify)) {
 		if (buf_ready(o) < 0) {
@@ -167,15 +167,15 @@ static bool backend_tls_move(struct conn *c)
 
 static void pump_tls(struct conn *c)
 {
-	if (c->bssl ? !backend_tls_move(c) : (!tls_decrypt(c, false) || !tls_encrypt(c, false)))
+	if (c->btls.ssl ? !backend_tls_move(c) : (!tls_decrypt(c, false) || !tls_encrypt(c, false)))
 		return;
 	conn_post_send(c, false);
 	conn_post_send(c, true);
 	conn_post_recv(c, true);
 	conn_post_recv(c, false);
 	/* Half-closes, once everything before them has left. */
-	if (c->bssl) {
-		if ((c->flags & CF_B_NOTIFY) && !buf_len(&c->bcout) && !c->bcout.pins)
+	if (c->btls.ssl) {
+		if ((c->flags & CF_B_NOTIFY) && !buf_len(&c->btls.out) && !c->btls.out.pins)
 			conn_shutdown_wr(c, false);
 	} else if ((c->flags & CF_C_DONE) && !buf_len(&c->bout) && !c->bout.pins) {
 		conn_shutdown_wr(c, false);
@@ -227,9 +227,10 @@ void dp_userspace_tick_done(void)
  * and each comes back through conn_complete and pump as a poll (conn_post_recv). */
 static void idle(struct conn *c)
 {
-	/* Backend TLS keeps its own buffers (bcin, bcout) and SSL: not parked. */
-	if (c->bssl || (c->flags & CF_PARKED) || conn_busy(c, OP_CSEND) || conn_busy(c, OP_BSEND) ||
-	    buf_len(&c->cin) || buf_len(&c->cout) || buf_len(&c->bin) || buf_len(&c->bout))
+	/* Backend TLS keeps its own buffers (btls.in, btls.out) and SSL: not parked. */
+	if (c->btls.ssl || (c->flags & CF_PARKED) || conn_busy(c, OP_CSEND) ||
+	    conn_busy(c, OP_BSEND) || buf_len(&c->cin) || buf_len(&c->cout) || buf_len(&c->bin) ||
+	    buf_len(&c->bout))
 		return;
 	c->flags |= CF_PARKED;
 	parked_now++;
@@ -243,7 +244,7 @@ static void idle(struct conn *c)
 	conn_release_if_empty(&c->cout);
 	conn_release_if_empty(&c->bin);
 	conn_release_if_empty(&c->bout);
-	rlayer_idle(c->rl);
+	rlayer_idle(c->tls.rl);
 }
 
 const struct dp_ops dp_userspace = {

@@ -25,7 +25,7 @@ enum handoff_result handoff_try(struct conn *c)
 	char why[256];
 	int r;
 
-	if (!c->ktls_candidate || !c->ssl)
+	if (!c->tls.ktls_candidate || !c->tls.ssl)
 		return stay(c, NULL);
 	/* A recv still in flight (pump_handshake posts one while its last flight waits for room in
 	 * cout) would have the kernel write the first decrypted bytes into cin after it is freed:
@@ -38,9 +38,9 @@ enum handoff_result handoff_try(struct conn *c)
 		}
 		return HANDOFF_WAIT;
 	}
-	if (!ktls_cipher_supported(c->ssl))
+	if (!ktls_cipher_supported(c->tls.ssl))
 		return stay(c, "cipher not offloadable to kTLS");
-	if (!datapath_ktls_cipher_ok(ktls_cipher_of(c->ssl)))
+	if (!datapath_ktls_cipher_ok(ktls_cipher_of(c->tls.ssl)))
 		return stay(c, "the kernel's TLS lacks this cipher");
 	/* Our last handshake records (TLS 1.2: CCS and Finished) must be on the wire before the
 	 * kernel starts numbering records. */
@@ -55,9 +55,9 @@ enum handoff_result handoff_try(struct conn *c)
 	}
 	/* The client's handshake was read record by record, so nothing of its application data
 	 * can be in userspace; if something is, the kernel could not see it: stay. */
-	if (buf_len(&c->cin) || !record_aligned(&c->rx_rec) || SSL_has_pending(c->ssl))
+	if (buf_len(&c->cin) || !record_aligned(&c->tls.rx_rec) || SSL_has_pending(c->tls.ssl))
 		return stay(c, "client data already read into userspace");
-	if ((no = ktls_session_keys(c->ssl, &c->tx_rec, &keys, &seq)))
+	if ((no = ktls_session_keys(c->tls.ssl, &c->tls.tx_rec, &keys, &seq)))
 		return stay(c, no);
 	if (dp_splice_attach(c) < 0) {
 		ktls_keys_wipe(&keys);
@@ -79,8 +79,8 @@ enum handoff_result handoff_try(struct conn *c)
 
 void handoff_release(struct conn *c)
 {
-	SSL_free(c->ssl);
-	c->ssl = NULL;
+	SSL_free(c->tls.ssl);
+	c->tls.ssl = NULL;
 	buf_release(&c->cin);
 	buf_release(&c->cout);
 	buf_release(&c->bin);

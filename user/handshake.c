@@ -27,16 +27,16 @@ int handshake_start(struct conn *c, SSL_CTX *ctx)
 {
 	int ret = 0;
 
-	c->ssl = SSL_new(ctx);
-	ENSURE(c->ssl, ENOMEM);
-	GUARD(conn_bio_attach(c, c->ssl, false));
-	SSL_set_app_data(c->ssl, c);
-	SSL_set_info_callback(c->ssl, info_cb);
-	SSL_set_accept_state(c->ssl);
+	c->tls.ssl = SSL_new(ctx);
+	ENSURE(c->tls.ssl, ENOMEM);
+	GUARD(conn_bio_attach(c, c->tls.ssl, false));
+	SSL_set_app_data(c->tls.ssl, c);
+	SSL_set_info_callback(c->tls.ssl, info_cb);
+	SSL_set_accept_state(c->tls.ssl);
 cleanup:
 	if (ret < 0) {
-		SSL_free(c->ssl);
-		c->ssl = NULL;
+		SSL_free(c->tls.ssl);
+		c->tls.ssl = NULL;
 	}
 	return ret;
 }
@@ -59,21 +59,21 @@ const char *handshake_error(SSL *ssl, int ret)
 
 int handshake_step(struct conn *c, const char **why)
 {
-	int r = SSL_do_handshake(c->ssl);
+	int r = SSL_do_handshake(c->tls.ssl);
 
 	if (r == 1)
 		return 1;
-	switch (SSL_get_error(c->ssl, r)) {
+	switch (SSL_get_error(c->tls.ssl, r)) {
 	case SSL_ERROR_WANT_READ:
 	case SSL_ERROR_WANT_WRITE:
 	case SSL_ERROR_WANT_CLIENT_HELLO_CB:
 		return 0;
 	case SSL_ERROR_ZERO_RETURN:
 	case SSL_ERROR_SYSCALL:
-		*why = handshake_error(c->ssl, r);
+		*why = handshake_error(c->tls.ssl, r);
 		return -ECONNRESET;
 	default:
-		*why = handshake_error(c->ssl, r);
+		*why = handshake_error(c->tls.ssl, r);
 		return -EPROTO;
 	}
 }
@@ -114,7 +114,7 @@ static bool alert_first(const struct conn *c)
 		return false;
 	if (h[0] == TLS_CT_ALERT)
 		return true;
-	return h[0] == TLS_CT_APPLICATION_DATA && SSL_version(c->ssl) == TLS1_3_VERSION &&
+	return h[0] == TLS_CT_APPLICATION_DATA && SSL_version(c->tls.ssl) == TLS1_3_VERSION &&
 	       ((unsigned)h[3] << 8 | h[4]) == 2 + 1 + TLS_AEAD_TAG;
 }
 
@@ -125,7 +125,7 @@ bool handshake_client_done(struct conn *c)
 
 	/* A kernel handoff candidate took the handshake one record at a time: whatever follows the
 	 * Finished stays in the socket, for the kernel to decrypt. */
-	if (c->ktls_candidate)
+	if (c->tls.ktls_candidate)
 		return false;
 	read_ready(c);
 	if (buf_len(&c->cin) == 0)
@@ -139,10 +139,10 @@ bool handshake_client_done(struct conn *c)
 	/* Otherwise OpenSSL may look, but only at a record that cannot hold data. */
 	if (c->cin.data[c->cin.head] != TLS_CT_ALERT)
 		return false;
-	r = SSL_peek(c->ssl, &byte, 1);
+	r = SSL_peek(c->tls.ssl, &byte, 1);
 	if (r > 0)
 		return false;
-	if (SSL_get_error(c->ssl, r) == SSL_ERROR_ZERO_RETURN)
+	if (SSL_get_error(c->tls.ssl, r) == SSL_ERROR_ZERO_RETURN)
 		return true;
 	ERR_clear_error(); /* a partial record (or a bad one, which the datapath reports) */
 	return false;

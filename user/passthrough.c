@@ -36,7 +36,7 @@ int passthrough_step(struct conn *c, const char **why)
 		char text[HOSTNAME_TEXT_MAX];
 
 		/* Printable, but quotes or '=' could still mislead a log parser: shown escaped */
-		c->sni = strdup(hostname_text(h.name, strlen(h.name), text, sizeof(text)));
+		c->acct.sni = strdup(hostname_text(h.name, strlen(h.name), text, sizeof(text)));
 	}
 	if (backend < 0) {
 		*why = "no route for this SNI and no default backend";

@@ -8,7 +8,7 @@
 struct conn;
 
 /* Looks at what the client sent so far. Returns 1 when the backend is chosen (c->backend,
- * c->sni and c->route set), 0 to read more, or -1 with why (static text) when the connection
+ * c->acct.sni and c->route set), 0 to read more, or -1 with why (static text) when the connection
  * must be closed: not TLS, a malformed or oversized ClientHello, the client closed first, or no
  * route and no default backend. */
 int passthrough_step(struct conn *c, const char **why);

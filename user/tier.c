@@ -26,7 +26,7 @@ static void forward_on(struct conn *c, const struct dp_ops *dp)
 
 void tier_choose(struct conn *c)
 {
-	if (!c->ssl && datapath_sockmap_allowed(c->l->cfg) && dp_sockmap_attach(c) == 0) {
+	if (!c->tls.ssl && datapath_sockmap_allowed(c->l->cfg) && dp_sockmap_attach(c) == 0) {
 		forward_on(c, &dp_sockmap);
 		c->dp->pump(c);
 		return;

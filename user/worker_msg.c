@@ -140,15 +140,15 @@ static const char *const phase_names[CONN_STATE_N] = {
 
 static const char *conn_sni(const struct conn *c)
 {
-	if (c->sni)
-		return c->sni;
-	return c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+	if (c->acct.sni)
+		return c->acct.sni;
+	return c->tls.ssl ? SSL_get_servername(c->tls.ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }
 
 static void conn_info(const struct worker *w, const struct conn *c, const char *sni,
 		      const char *tier, struct worker_conn_info *o)
 {
-	bool done = c->ssl && SSL_is_init_finished(c->ssl);
+	bool done = c->tls.ssl && SSL_is_init_finished(c->tls.ssl);
 
 	o->worker = w->id;
 	snprintf(o->listener, sizeof(o->listener), "%s", c->l->cfg->name);
@@ -157,8 +157,8 @@ static void conn_info(const struct worker *w, const struct conn *c, const char *
 	snprintf(o->backend, sizeof(o->backend), "%s", c->server ? c->server->text : "");
 	o->phase = c->state < CONN_STATE_N ? phase_names[c->state] : "?";
 	o->tier = tier;
-	o->version = c->version ? c->version : done ? SSL_get_version(c->ssl) : NULL;
-	o->cipher = c->cipher ? c->cipher : done ? SSL_get_cipher_name(c->ssl) : NULL;
+	o->version = c->acct.version ? c->acct.version : done ? SSL_get_version(c->tls.ssl) : NULL;
+	o->cipher = c->acct.cipher ? c->acct.cipher : done ? SSL_get_cipher_name(c->tls.ssl) : NULL;
 	o->c2b = c->bytes_c2b;
 	o->b2c = c->bytes_b2c;
 	o->age_ms = w->env.now_ms - c->start_ms;

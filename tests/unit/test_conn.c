@@ -414,7 +414,7 @@ static void test_tls_userspace_round_trip(void **state)
 	assert_int_equal(c->state, CONN_HANDSHAKE);
 	be = tls_handshake(s, c);
 	assert_ptr_equal(c->dp, &dp_userspace);
-	assert_null(c->ssl); /* the record layer took over */
+	assert_null(c->tls.ssl); /* the record layer took over */
 	assert_int_equal(SSL_write(s, "ping", 4), 4);
 	expect_bytes(be, "ping");
 	write_all(be, "pong", 4);
@@ -525,7 +525,7 @@ static void test_tls_openssl_records(void **state)
 	assert_int_equal(SSL_set_cipher_list(s, "ECDHE-ECDSA-AES128-SHA"), 1);
 	be = tls_handshake(s, c);
 	assert_ptr_equal(c->dp, &dp_userspace);
-	assert_non_null(c->ssl); /* OpenSSL's record layer */
+	assert_non_null(c->tls.ssl); /* OpenSSL's record layer */
 	assert_int_equal(SSL_write(s, "ping", 4), 4);
 	expect_bytes(be, "ping");
 	write_all(be, "pong", 4);
@@ -561,7 +561,7 @@ static void test_backend_tls(void **state)
 	peer_handshake(b);
 	assert_true(SSL_is_init_finished(b));
 	RUN_UNTIL(c->state == CONN_FORWARDING);
-	assert_non_null(c->bssl);
+	assert_non_null(c->btls.ssl);
 	assert_int_equal(SSL_write(s, "ping", 4), 4);
 	tls_expect(b, "ping");
 	assert_int_equal(SSL_write(b, "pong", 4), 4);
@@ -642,11 +642,11 @@ static void test_ktls_handoff_and_splice(void **state)
 	datapath_set_caps(&caps);
 	ktls_set_ops(&fake_ktls);
 	c = open_conn(L_KT, &cl);
-	assert_true(c->ktls_candidate);
+	assert_true(c->tls.ktls_candidate);
 	s = tls_client(cl);
 	be = tls_handshake(s, c);
 	assert_ptr_equal(c->dp, &dp_splice);
-	assert_null(c->ssl);
+	assert_null(c->tls.ssl);
 	assert_null(c->cin.data); /* every userspace buffer is gone */
 	/* No kernel TLS here: the client's record reaches the backend as it was sent. */
 	assert_int_equal(SSL_write(s, "ping", 4), 4);
@@ -738,7 +738,7 @@ static void test_sockmap_forwarding_and_half_close(void **state)
 	run();
 	be = backend_end();
 	assert_ptr_equal(c->dp, &dp_sockmap);
-	assert_int_equal(c->tier, KTLSD_TIER_SOCKMAP);
+	assert_int_equal(c->acct.tier, KTLSD_TIER_SOCKMAP);
 	write_all(cl, "ping", 4);
 	expect_bytes(be, "ping"); /* by the kernel: no recv was queued */
 	write_all(be, "pong", 4);
@@ -803,7 +803,7 @@ static void test_sockmap_falls_back_to_userspace(void **state)
 	SSL_do_handshake(s);
 	shutdown(cl, SHUT_WR);
 	RUN_UNTIL(c->state == CONN_FORWARDING && c->dp == &dp_userspace);
-	assert_int_equal(c->tier, KTLSD_TIER_USERSPACE);
+	assert_int_equal(c->acct.tier, KTLSD_TIER_USERSPACE);
 	assert_int_equal(atomic_load(&sl->active_tier[KTLSD_TIER_USERSPACE]), us + 1);
 	assert_int_equal(atomic_load(&sl->active_tier[KTLSD_TIER_SOCKMAP]), sm);
 	be = backend_end();
@@ -868,7 +868,7 @@ static void test_rlayer_key_update_and_bad_record(void **state)
 	unsigned char rec[64];
 
 	be = tls_handshake(s, c);
-	assert_non_null(c->rl);
+	assert_non_null(c->tls.rl);
 	assert_int_equal(SSL_key_update(s, SSL_KEY_UPDATE_REQUESTED), 1);
 	assert_int_equal(SSL_write(s, "ping", 4), 4);
 	expect_bytes(be, "ping");
@@ -898,17 +898,17 @@ static void test_bpf_conns_entry(void **state)
 	run();
 	be = backend_end();
 	stats_conn_flush(c); /* the worker's tick */
-	assert_true(c->cookie != 0);
+	assert_true(c->acct.cookie != 0);
 	write_all(cl, "abc", 3);
 	expect_bytes(be, "abc");
 	stats_conn_flush(c);
-	assert_int_equal(bpfmap_conn_get(c->cookie, &e), 0);
+	assert_int_equal(bpfmap_conn_get(c->acct.cookie, &e), 0);
 	assert_int_equal(e.tier, KTLSD_TIER_USERSPACE);
 	assert_int_equal(e.bytes_c2b, 3);
 	shutdown(cl, SHUT_WR);
 	expect_eof(be);
 	stats_conn_flush(c);
-	assert_int_equal(bpfmap_conn_get(c->cookie, &e), 0);
+	assert_int_equal(bpfmap_conn_get(c->acct.cookie, &e), 0);
 	assert_int_equal(e.state, KTLSD_STATE_HALF_CLOSED);
 	close(be);
 	RUN_UNTIL(env.n_conns == 0);

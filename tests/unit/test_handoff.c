@@ -43,9 +43,9 @@ static int setup(void **state)
 	f->env.io = &conn_io_ring;
 	f->env.io_ctx = &f->ring;
 	f->c.env = &f->env;
-	f->c.ssl = f->p.s;
+	f->c.tls.ssl = f->p.s;
 	f->c.cfd = f->c.bfd = -1;
-	f->c.ktls_candidate = true;
+	f->c.tls.ktls_candidate = true;
 	f->c.state = CONN_TIER_SELECT;
 	f->c.cin.cap = f->c.cout.cap = f->c.bin.cap = f->c.bout.cap = 4096;
 	*state = f;
@@ -88,7 +88,7 @@ static void test_recv_in_flight_is_cancelled_and_waited_for(void **state)
 	assert_int_equal(sqe->opcode, IORING_OP_ASYNC_CANCEL);
 	assert_int_equal(sqe->addr, ring_ud(&f->c, OP_CRECV));
 	assert_non_null(f->c.cin.data); /* nothing freed under the kernel's feet */
-	assert_non_null(f->c.ssl);
+	assert_non_null(f->c.tls.ssl);
 
 	/* Still in flight on the next pump: still waiting, and one cancel is enough. */
 	assert_int_equal(handoff_try(&f->c), HANDOFF_WAIT);

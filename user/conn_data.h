@@ -83,7 +83,7 @@ enum conn_flag {
 	CF_PARKED = 1 << 10,  /* idle: buffers released, sockets watched by polls (dp_userspace) */
 	CF_CPOLL = 1 << 11,   /* OP_CRECV is a poll for readability, not a recv */
 	CF_BPOLL = 1 << 12,   /* OP_BRECV likewise */
-	CF_HANDOFF_CANCEL = 1 << 13, /* handoff_try cancelled the client recv in flight */
+	CF_HANDOFF_CANCEL = 1 << 13, /* handoff_prepare cancelled the client recv in flight */
 	CF_HELLO = 1 << 14,	     /* the client's whole ClientHello has been read */
 };
 

@@ -53,6 +53,7 @@
 #include "bpfmap.h"
 #include "conn.h"
 #include "conn_log.h"
+#include "datapath.h"
 #include "dp_sockmap.h"
 #include "dp_userspace.h"
 #include "ratelog.h"
@@ -569,40 +570,41 @@ static void release(struct conn *c)
 	c->dp_data = NULL;
 }
 
-int dp_sockmap_attach(struct conn *c)
+/* Only connections with no TLS to carry (tcp, tls-passthrough), where the listener and the
+ * startup probe allow the tier. */
+static enum dp_attach attach(struct conn *c)
 {
 	struct sockmap_state *st;
 
-	if (!bpfmap_loaded())
-		return -ENODEV;
+	if (c->tls.ssl || !datapath_sockmap_allowed(c->l->cfg) || !bpfmap_loaded())
+		return DP_DECLINED;
 	c->acct.cookie = bpfmap_cookie(c->cfd);
 	st = calloc(1, sizeof(*st));
 	if (!st)
-		return -ENOMEM;
+		return DP_DECLINED;
 	st->c = c;
 	st->bcookie = bpfmap_cookie(c->bfd);
 	if (!c->acct.cookie || !st->bcookie) {
 		free(st);
-		return -EOPNOTSUPP;
+		return DP_DECLINED;
 	}
 	c->dp_data = st;
 	/* The common case (a tcp listener): nothing buffered, so the sockets join the map now and
 	 * a failure leaves the connection in userspace before its tier is logged. */
 	if (!buf_len(c->b_tx) && !buf_len(c->c_tx) &&
 	    !(c->inflight & ~(1u << OP_DP1 | 1u << OP_DP2))) {
-		int r = handover(c, st);
-
-		if (r < 0) {
+		if (handover(c, st) < 0) {
 			release(c);
-			return r;
+			return DP_DECLINED;
 		}
 	}
-	return 0;
+	return DP_ATTACHED;
 }
 
 const struct dp_ops dp_sockmap = {
 	.id = KTLSD_TIER_SOCKMAP,
 	.name = "sockmap",
+	.attach = attach,
 	.pump = pump,
 	.complete = complete,
 	.release = release,

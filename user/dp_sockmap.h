@@ -10,8 +10,6 @@
 struct conn_env;
 
 extern const struct dp_ops dp_sockmap;
-/* Prepares the sockmap tier for c: 0 or -errno (c stays in userspace). */
-int dp_sockmap_attach(struct conn *c) __attribute__((warn_unused_result));
 /* The worker's backlog check (OP_SOCKMAP), every SOCKMAP_CHECK_MS while its sockmap connections
  * have bytes on their way: reads them and resets the largest while their total over every
  * worker exceeds budget (limits.sockmap_backlog). */

@@ -28,6 +28,7 @@
 #include "conn_log.h"
 #include "dp_splice.h"
 #include "err.h"
+#include "handoff.h"
 #include "state.h"
 #include "tls_wire.h"
 
@@ -224,8 +225,8 @@ static int set_nonblock(int fd)
 	return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
 }
 
-/* Sets up the pipes; on failure the caller keeps the connection on its previous tier. */
-int dp_splice_attach(struct conn *c)
+/* Sets up the pipes: 0 or -errno. */
+static int make_pipes(struct conn *c)
 {
 	struct splice_state *st = calloc(1, sizeof(*st));
 	int ret = 0;
@@ -251,9 +252,55 @@ cleanup:
 
 /* A poll's result needs no bookkeeping (no .complete): pump() retries the splices, and errors
  * show there. */
+/* The session's keys to the kernel (handoff.h), the pipes first: once the keys are in, nothing
+ * may fail. */
+static enum dp_attach attach(struct conn *c)
+{
+	struct ktls_keys keys;
+	struct ktls_seq seq;
+
+	switch (handoff_prepare(c, &keys, &seq)) {
+	case HANDOFF_DONE:
+		break;
+	case HANDOFF_WAIT:
+		return DP_WAIT;
+	default:
+		return DP_DECLINED;
+	}
+	if (make_pipes(c) < 0) {
+		ktls_keys_wipe(&keys);
+		c->tier_note = "cannot create splice pipes";
+		return DP_DECLINED;
+	}
+	switch (handoff_install(c, &keys, &seq)) {
+	case HANDOFF_DONE:
+		return DP_ATTACHED;
+	case HANDOFF_FATAL:
+		release(c);
+		return DP_CLOSED;
+	default:
+		release(c);
+		return DP_DECLINED;
+	}
+}
+
+/* After the handshake line, which still reads the SSL: no OpenSSL object or record buffer is
+ * left. */
+static void start(struct conn *c)
+{
+	SSL_free(c->tls.ssl);
+	c->tls.ssl = NULL;
+	buf_release(&c->cin);
+	buf_release(&c->cout);
+	buf_release(&c->bin);
+	buf_release(&c->bout);
+}
+
 const struct dp_ops dp_splice = {
 	.id = KTLSD_TIER_KTLS_SPLICE,
 	.name = "ktls-splice",
+	.attach = attach,
+	.start = start,
 	.pump = pump,
 	.release = release,
 };

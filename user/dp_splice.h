@@ -6,7 +6,5 @@
 #include "dp.h"
 
 extern const struct dp_ops dp_splice;
-/* Creates the pipes for c; 0 or -errno (c stays on its current tier). */
-int dp_splice_attach(struct conn *c) __attribute__((warn_unused_result));
 
 #endif

@@ -247,9 +247,28 @@ static void idle(struct conn *c)
 	rlayer_idle(c->tls.rl);
 }
 
+/* Every connection can have it; ktlsd's record layer takes the client side over from OpenSSL's
+ * when the session allows it (conn_rl.h). */
+static enum dp_attach attach(struct conn *c)
+{
+	if (c->tls.ssl)
+		conn_rl_take_over(c);
+	return DP_ATTACHED;
+}
+
+static void start(struct conn *c)
+{
+	if (!c->tls.rl || !c->tls.ssl)
+		return;
+	conn_rl_free_ssl(c);
+	conn_log(c, LOG_DEBUG, "records by ktlsd's record layer from here (SSL freed)");
+}
+
 const struct dp_ops dp_userspace = {
 	.id = KTLSD_TIER_USERSPACE,
 	.name = "userspace",
+	.attach = attach,
+	.start = start,
 	.pump = pump,
 	.idle = idle,
 };

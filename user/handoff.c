@@ -8,7 +8,6 @@
 #include "conn.h"
 #include "conn_log.h"
 #include "state.h"
-#include "dp_splice.h"
 
 static enum handoff_result stay(struct conn *c, const char *why)
 {
@@ -16,14 +15,9 @@ static enum handoff_result stay(struct conn *c, const char *why)
 	return HANDOFF_USERSPACE;
 }
 
-enum handoff_result handoff_try(struct conn *c)
+enum handoff_result handoff_prepare(struct conn *c, struct ktls_keys *keys, struct ktls_seq *seq)
 {
 	const char *no;
-	enum ktls_state kstate = KTLS_STATE_PLAIN;
-	struct ktls_keys keys;
-	struct ktls_seq seq;
-	char why[256];
-	int r;
 
 	if (!c->tls.ktls_candidate || !c->tls.ssl)
 		return stay(c, NULL);
@@ -57,32 +51,26 @@ enum handoff_result handoff_try(struct conn *c)
 	 * can be in userspace; if something is, the kernel could not see it: stay. */
 	if (buf_len(&c->cin) || !record_aligned(&c->tls.rx_rec) || SSL_has_pending(c->tls.ssl))
 		return stay(c, "client data already read into userspace");
-	if ((no = ktls_session_keys(c->tls.ssl, &c->tls.tx_rec, &keys, &seq)))
+	if ((no = ktls_session_keys(c->tls.ssl, &c->tls.tx_rec, keys, seq)))
 		return stay(c, no);
-	if (dp_splice_attach(c) < 0) {
-		ktls_keys_wipe(&keys);
-		return stay(c, "cannot create splice pipes");
-	}
-	r = ktls_install(c->cfd, &keys, &seq, 0, &kstate, why, sizeof(why));
-	ktls_keys_wipe(&keys);
+	return HANDOFF_DONE;
+}
+
+enum handoff_result handoff_install(struct conn *c, struct ktls_keys *keys,
+				    const struct ktls_seq *seq)
+{
+	enum ktls_state kstate = KTLS_STATE_PLAIN;
+	char why[256];
+	int r = ktls_install(c->cfd, keys, seq, 0, &kstate, why, sizeof(why));
+
+	ktls_keys_wipe(keys);
 	if (r < 0) {
 		conn_log(c, LOG_WARN, "kTLS: %s", why);
-		dp_splice.release(c);
 		if (kstate == KTLS_STATE_PLAIN)
 			return stay(c, "kTLS install failed (see warning)");
 		conn_close(c, CONN_END_KTLS_HALFWAY);
 		return HANDOFF_FATAL;
 	}
-	/* From here nothing may fail: the kernel owns the session, and c goes on dp_splice. */
+	/* From here nothing may fail: the kernel owns the session. */
 	return HANDOFF_DONE;
-}
-
-void handoff_release(struct conn *c)
-{
-	SSL_free(c->tls.ssl);
-	c->tls.ssl = NULL;
-	buf_release(&c->cin);
-	buf_release(&c->cout);
-	buf_release(&c->bin);
-	buf_release(&c->bout);
 }

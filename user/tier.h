@@ -1,6 +1,7 @@
 /* tier — the choice of a connection's datapath tier, in one place: an ordered list of candidates,
- * fastest first, each tried if the listener's config and the startup probe (datapath.h) allow
- * it; the first that attaches wins, and userspace takes the rest (docs/datapath.md). */
+ * fastest first, whose attach op each decides whether the listener's config, the startup probe
+ * (datapath.h) and the connection's session allow it; the first that attaches wins, and
+ * userspace takes the rest (docs/datapath.md, "How a tier is chosen"). */
 #ifndef KTLSD_TIER_H
 #define KTLSD_TIER_H
 

@@ -1,7 +1,7 @@
 /* test_handoff — the handoff from OpenSSL to the kernel never frees a buffer the kernel is still
  * writing: a connection whose handshake is done while a recv is still in flight into cin (the
  * state pump_handshake leaves when its last flight waited for room in cout) is built here around
- * a real TLS 1.3 session and a real io_uring, and handoff_try must cancel that recv and wait
+ * a real TLS 1.3 session and a real io_uring, and handoff_prepare must cancel that recv and wait
  * rather than go on to install keys and free cin. buf_release of a pinned buffer aborts. */
 #include <errno.h>
 #include <setjmp.h>
@@ -64,7 +64,7 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* The SQEs queued and not yet submitted: what handoff_try asked of the ring. */
+/* The SQEs queued and not yet submitted: what handoff_prepare asked of the ring. */
 static unsigned queued(struct ring *r, struct io_uring_sqe **last)
 {
 	unsigned n = io_uring_sq_ready(&r->uring);
@@ -77,13 +77,16 @@ static void test_recv_in_flight_is_cancelled_and_waited_for(void **state)
 {
 	struct fixture *f = *state;
 	struct io_uring_sqe *sqe;
+	struct ktls_keys keys;
+	struct ktls_seq seq;
+	enum handoff_result r;
 
 	/* What conn_post_recv leaves: the recv's bit and a pin on cin. */
 	assert_int_equal(buf_ready(&f->c.cin), 0);
 	f->c.cin.pins = 1;
 	f->c.inflight = 1u << OP_CRECV;
 
-	assert_int_equal(handoff_try(&f->c), HANDOFF_WAIT);
+	assert_int_equal(handoff_prepare(&f->c, &keys, &seq), HANDOFF_WAIT);
 	assert_int_equal(queued(&f->ring, &sqe), 1);
 	assert_int_equal(sqe->opcode, IORING_OP_ASYNC_CANCEL);
 	assert_int_equal(sqe->addr, ring_ud(&f->c, OP_CRECV));
@@ -91,14 +94,17 @@ static void test_recv_in_flight_is_cancelled_and_waited_for(void **state)
 	assert_non_null(f->c.tls.ssl);
 
 	/* Still in flight on the next pump: still waiting, and one cancel is enough. */
-	assert_int_equal(handoff_try(&f->c), HANDOFF_WAIT);
+	assert_int_equal(handoff_prepare(&f->c, &keys, &seq), HANDOFF_WAIT);
 	assert_int_equal(queued(&f->ring, &sqe), 1);
 
 	/* The recv completed (cancelled): the handoff goes on, to whichever end this host allows
 	 * (no kTLS here: userspace), but it no longer waits. */
 	f->c.inflight = 0;
 	f->c.cin.pins = 0;
-	assert_int_not_equal(handoff_try(&f->c), HANDOFF_WAIT);
+	r = handoff_prepare(&f->c, &keys, &seq);
+	assert_int_not_equal(r, HANDOFF_WAIT);
+	if (r == HANDOFF_DONE)
+		ktls_keys_wipe(&keys);
 }
 
 static void test_releasing_a_pinned_buffer_aborts(void **state)

@@ -7,9 +7,9 @@
 
 #include <stddef.h>
 
-/* Tries both orders on loopback sockets: TCP_ULP "tls" then insertion into a scratch sockmap,
- * and insertion then TCP_ULP "tls" and TLS_TX. Returns 0 when a socket ends up in the map with
- * kTLS keys, else a negative errno with the reason, for operators, in why. Call only when the
+/* Tries both orders on loopback sockets: TCP_ULP "tls" and TLS_TX then insertion into a scratch
+ * sockmap, and insertion then TCP_ULP "tls" and TLS_TX. Returns 0 when a socket ends up in the map
+ * with kTLS keys, else a negative errno with the reason, for operators, in why. Call only when the
  * kernel has kTLS. */
 int ktls_sockmap_probe(char *why, size_t len);
 

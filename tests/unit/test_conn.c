@@ -970,40 +970,37 @@ static void test_ring_implementation(void **state)
 	close(lfd);
 }
 
+/* A test with the per-test setup and teardown: each starts and must end with no connection. */
+#define T(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_end_is_named),
 		cmocka_unit_test(test_ring_implementation),
-		cmocka_unit_test_setup_teardown(test_tcp_half_close_client_first, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tcp_half_close_backend_first, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_backend_unreachable, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_connect_timeout_tries_the_next_server, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_park_and_unpark, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_client_reset_while_forwarding, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_tls_userspace_round_trip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tls_garbage_gets_an_alert, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_client_hello_timeout, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_flush_close_timeout, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tls_openssl_records, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rlayer_key_update_and_bad_record, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_bpf_conns_entry, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_backend_tls, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_backend_tls_fails, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_backend_tls_timeout, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ktls_handoff_and_splice, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ktls_handoff_failures, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sockmap_forwarding_and_half_close, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_sockmap_handover_with_early_bytes, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_sockmap_falls_back_to_userspace, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_sockmap_backlog_guard, setup, teardown),
+		T(test_tcp_half_close_client_first),
+		T(test_tcp_half_close_backend_first),
+		T(test_backend_unreachable),
+		T(test_connect_timeout_tries_the_next_server),
+		T(test_park_and_unpark),
+		T(test_client_reset_while_forwarding),
+		T(test_tls_userspace_round_trip),
+		T(test_tls_garbage_gets_an_alert),
+		T(test_client_hello_timeout),
+		T(test_handshake_timeout),
+		T(test_flush_close_timeout),
+		T(test_tls_openssl_records),
+		T(test_rlayer_key_update_and_bad_record),
+		T(test_bpf_conns_entry),
+		T(test_backend_tls),
+		T(test_backend_tls_fails),
+		T(test_backend_tls_timeout),
+		T(test_ktls_handoff_and_splice),
+		T(test_ktls_handoff_failures),
+		T(test_sockmap_forwarding_and_half_close),
+		T(test_sockmap_handover_with_early_bytes),
+		T(test_sockmap_falls_back_to_userspace),
+		T(test_sockmap_backlog_guard),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

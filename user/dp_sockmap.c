@@ -100,24 +100,41 @@ static inline int dst_fd(const struct conn *c, unsigned d)
 	return d == KTLSD_DIR_C2B ? c->bfd : c->cfd;
 }
 
-/* What the socket's write side took so far: acknowledged bytes plus those still queued. */
-static int written(int fd, uint64_t *out)
-{
-	struct tcp_info ti;
-	socklen_t l = sizeof(ti);
-	int outq = 0;
-
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0 || ioctl(fd, SIOCOUTQ, &outq) < 0)
-		return -errno;
-	*out = ti.tcpi_bytes_acked + (uint64_t)outq;
-	return 0;
-}
-
 static int tcp_info_of(int fd, struct tcp_info *ti)
 {
 	socklen_t l = sizeof(*ti);
 
 	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &l) < 0 ? -errno : 0;
+}
+
+/* What the socket's write side took so far: acknowledged bytes plus those still queued
+ * (write_seq - snd_una). The two come from two calls, and an ACK landing between them moves
+ * bytes from the queue to the acknowledged count unseen: the sum then misses them (docs/notes/
+ * sockmap.md, "Fixed: a handover baseline short by an ACK"). So the acknowledged count is read
+ * again after the queue; when it did not move, snd_una did not either and the sum is exact. */
+#define WRITTEN_TRIES 16
+
+static int written(int fd, uint64_t *out)
+{
+	struct tcp_info ti;
+	uint64_t acked;
+	int outq = 0, r;
+
+	if ((r = tcp_info_of(fd, &ti)) < 0)
+		return r;
+	for (unsigned i = 0; i < WRITTEN_TRIES; i++) {
+		acked = ti.tcpi_bytes_acked;
+		if (ioctl(fd, SIOCOUTQ, &outq) < 0)
+			return -errno;
+		if ((r = tcp_info_of(fd, &ti)) < 0)
+			return r;
+		if (ti.tcpi_bytes_acked == acked)
+			break;
+	}
+	/* Still moving after every try (ACKs arriving back to back): the count at hand, short by
+	 * at most the last ACK; a direction's reading heals at its next one. */
+	*out = acked + (uint64_t)outq;
+	return 0;
 }
 
 static void set_backlog(struct sockmap_state *st, uint64_t b)

@@ -234,7 +234,8 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError("ktlsd did not exit within %ds of SIGTERM" % timeout)
+                raise AssertionError("ktlsd did not exit within %ds of SIGTERM; log:\n%s"
+                                     % (timeout, self.log()[-3000:]))
         self.log_file.close()
         with contextlib.suppress(OSError):
             os.unlink(self.config_path)

@@ -5,7 +5,7 @@
 # Usage: tests/vm/run.sh [-b BUILD_DIR] [-t SECONDS] [KERNEL...]
 #   -b  build directory for the guest programs and vm.sh's kernel cache
 #       (default $KTLSD_BUILD/vm, KTLSD_BUILD being the daemon's build directory, default build)
-#   -t  timeout per kernel in seconds (default 600)
+#   -t  timeout per kernel in seconds (default 900)
 #   KERNEL  6.1 and/or 6.12 (default: both, in that order)
 #
 # To add a test, drop an executable tests/vm/guest/NN-name.sh: it runs in the guest from the
@@ -28,7 +28,7 @@ usage() {
 
 ktlsd_build="${KTLSD_BUILD:-build}"
 build_dir="$ktlsd_build/vm"
-timeout_s=600
+timeout_s=900
 while getopts "b:t:h" opt; do
 	case "$opt" in
 	b) build_dir="$OPTARG" ;;
@@ -89,6 +89,14 @@ for i in "${!kernels[@]}"; do
 	fi
 done
 
+# The failures again, last: a log cut to its tail (CI's) still names them.
+if [[ $failed -gt 0 ]]; then
+	echo "vmtest: what failed:"
+	for kernel in "${kernels[@]}"; do
+		grep -a -w FAIL "$build_dir/run-$kernel.out" |
+			sed "s/^/  $kernel: /" || true
+	done
+fi
 echo "vmtest: $passed passed, $failed failed, $skipped skipped"
 if [[ $failed -gt 0 ]]; then
 	exit 1
